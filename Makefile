@@ -1,0 +1,20 @@
+# The two set-up commands of the README: `make up` and `make test`.
+.PHONY: up test lint bench
+
+up:
+	scripts/bootstrap
+	.venv/bin/twinmesh up
+
+test:
+	scripts/system-deps
+	scripts/bootstrap
+	.venv/bin/python -m pytest -n 2 --timeout 900
+
+lint:
+	scripts/bootstrap
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+bench:
+	scripts/bootstrap
+	.venv/bin/python bench/stac_search.py

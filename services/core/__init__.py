@@ -1,0 +1,1 @@
+"""The twin core: the domain held once, capabilities as plain functions over the store."""

@@ -1,0 +1,95 @@
+"""One typed settings object, read once at start-up and passed down.
+
+Sources, highest priority first: keyword arguments, environment variables
+(``TWINMESH_*``, nested with ``__``), a YAML file (``TWINMESH_CONFIG`` or
+``twinmesh.yaml`` in the working directory), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+__all__ = ["Settings", "StacSettings", "load_settings"]
+
+
+def _default_data_dir() -> Path:
+    return Path.cwd() / ".twinmesh"
+
+
+class StacSettings(BaseModel):
+    """The catalogue API: embedded (no server) by default, pgstac at scale."""
+
+    backend: Literal["embedded", "pgstac"] = "embedded"
+    host: str = "127.0.0.1"
+    port: int = 8081
+    #: libpq connection string for the pgstac backend, e.g.
+    #: ``postgresql://user:pass@127.0.0.1:5432/twinmesh``.
+    pgstac_dsn: str | None = None
+    #: Public URL the API is reached at (links); defaults to http://host:port.
+    public_url: str | None = None
+
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+class Settings(BaseSettings):
+    """Everything a twinmesh process needs to know about where it runs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TWINMESH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    #: Local working directory: catalogue, embedded indexes, job store.
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    #: Where datacubes live: a local path or any fsspec URL (``s3://bucket/prefix``).
+    #: Defaults to ``<data_dir>/store``.
+    store_url: str | None = None
+    #: fsspec storage options for ``store_url`` (credentials, endpoint_url, ...).
+    storage_options: dict[str, object] = Field(default_factory=dict)
+    stac: StacSettings = Field(default_factory=StacSettings)
+    #: Seed of every stochastic step of the demo build (documented in the data).
+    demo_seed: int = 20260101
+    #: Number of SCE-UA model runs used to calibrate the demo model.
+    calibration_repetitions: int = 3000
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = os.environ.get("TWINMESH_CONFIG", "twinmesh.yaml")
+        return (
+            init_settings,
+            env_settings,
+            YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file),
+            file_secret_settings,
+        )
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or str((self.data_dir / "store").resolve())
+
+    @property
+    def catalog_dir(self) -> Path:
+        return self.data_dir / "catalog"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings once (env, YAML file, defaults); overrides win."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,135 @@
+"""The domain: what a twin is, its regions, datasets and models.
+
+A twin is described by one JSON document in the store (``<twin>/twin.json``); the
+datacubes it names live next to it as Zarr. Adapters read these objects, never the
+files behind them.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.core.errors import NotFoundError, UnknownDataset, UnknownRegion
+
+__all__ = [
+    "BBox",
+    "Region",
+    "Gauge",
+    "Provider",
+    "DatasetInfo",
+    "ModelInfo",
+    "Twin",
+]
+
+#: (west, south, east, north) in WGS84 degrees.
+BBox = tuple[float, float, float, float]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Region(_Frozen):
+    """A named polygon (a sub-basin) for which the twin issues warnings."""
+
+    id: str
+    name: str
+    #: GeoJSON Polygon or MultiPolygon in WGS84.
+    geometry: dict[str, Any]
+    area_km2: float
+    description: str = ""
+
+
+class Gauge(_Frozen):
+    """A river gauge whose observed discharge the twin uses."""
+
+    id: str
+    name: str
+    lon: float
+    lat: float
+    area_km2: float
+    source: str
+
+
+class Provider(_Frozen):
+    name: str
+    roles: list[str]
+    url: str | None = None
+    description: str | None = None
+
+
+class DatasetInfo(_Frozen):
+    """A datacube of the twin: its id, what it holds and where it came from."""
+
+    id: str
+    title: str
+    description: str
+    #: Variable name -> units (CF).
+    variables: dict[str, str]
+    license: str
+    providers: list[Provider] = Field(default_factory=list)
+    #: How the data was made; says so when it is generated rather than observed.
+    provenance: str
+    generated: bool = False
+    keywords: list[str] = Field(default_factory=list)
+
+
+class ModelInfo(_Frozen):
+    """A calibrated model of the twin and its measured skill."""
+
+    id: str
+    kind: str
+    description: str
+    parameters: dict[str, float]
+    #: Period, KGE and NSE of calibration and validation.
+    skill: dict[str, Any]
+    #: Inputs the model was built from (dataset ids) and how.
+    trained_on: list[str]
+    created: str
+
+
+class Twin(_Frozen):
+    """A digital twin: a place, its data, its models and what it can do."""
+
+    id: str
+    title: str
+    description: str
+    bbox: BBox
+    #: First and last day of the historical record.
+    time_extent: tuple[date, date]
+    regions: list[Region]
+    gauges: list[Gauge] = Field(default_factory=list)
+    datasets: list[DatasetInfo]
+    models: list[ModelInfo] = Field(default_factory=list)
+    #: Names of core capabilities this twin offers (see services.core.capabilities).
+    capabilities: list[str]
+    license: str
+    providers: list[Provider] = Field(default_factory=list)
+    keywords: list[str] = Field(default_factory=list)
+    #: Twin-specific constants the capabilities need (latitude for PET, etc.).
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    def dataset(self, dataset_id: str) -> DatasetInfo:
+        for ds in self.datasets:
+            if ds.id == dataset_id:
+                return ds
+        known = ", ".join(d.id for d in self.datasets)
+        raise UnknownDataset(
+            f"twin {self.id!r} has no dataset {dataset_id!r}; its datasets are: {known}"
+        )
+
+    def region(self, region_id: str) -> Region:
+        for r in self.regions:
+            if r.id == region_id:
+                return r
+        known = ", ".join(r.id for r in self.regions)
+        raise UnknownRegion(f"twin {self.id!r} has no region {region_id!r}; its regions are: {known}")
+
+    def model(self, model_id: str | None = None) -> ModelInfo:
+        for m in self.models:
+            if model_id is None or m.id == model_id:
+                return m
+        raise NotFoundError(f"twin {self.id!r} has no model {model_id or ''!r}; run `twinmesh demo init`")

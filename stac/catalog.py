@@ -1,0 +1,210 @@
+"""Build the static STAC catalogue from the store: a Collection per datacube with the
+datacube extension (xstac) and an Item whose Zarr asset opens with xarray.
+
+The build is idempotent: the same store gives byte-identical files, and the new
+catalogue replaces the old one only once it is complete and valid.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pystac
+import xarray as xr
+import xstac
+from pystac.extensions.xarray_assets import XarrayAssetsExtension
+
+from services.core.store import DatacubeStore
+from services.core.twin import DatasetInfo, Twin
+from stac.validate import validate_catalog_dir
+
+__all__ = ["ZARR_MEDIA_TYPE", "CATALOG_ID", "collection_id", "build_catalog", "dataset_stac"]
+
+ZARR_MEDIA_TYPE = "application/vnd+zarr"
+CATALOG_ID = "twinmesh"
+
+
+def collection_id(twin_id: str, dataset_id: str) -> str:
+    return f"{twin_id}-{dataset_id}"
+
+
+def _utc(value: np.datetime64) -> datetime:
+    return pd.Timestamp(value).to_pydatetime().replace(tzinfo=UTC)
+
+
+def _jsonable(value: Any) -> Any:
+    """Attributes as plain JSON (numpy scalars and arrays become Python values)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _other_dimensions(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+    dims = {}
+    for name in ds.dims:
+        if name in ("t", "x", "y"):
+            continue
+        values = ds[name].values.tolist() if name in ds.coords else list(range(ds.sizes[name]))
+        dims[str(name)] = {
+            "type": "other",
+            "description": str(ds[name].attrs.get("long_name", name)) if name in ds.coords else str(name),
+            "values": values,
+        }
+    return dims
+
+
+def _asset(href: str, info: DatasetInfo, open_kwargs: dict[str, Any]) -> pystac.Asset:
+    asset = pystac.Asset(
+        href=href,
+        title=f"{info.title} (Zarr v3)",
+        description=info.description,
+        media_type=ZARR_MEDIA_TYPE,
+        roles=["data", "zarr"],
+    )
+    return asset
+
+
+def dataset_stac(
+    store: DatacubeStore, twin: Twin, info: DatasetInfo
+) -> tuple[pystac.Collection, pystac.Item]:
+    """The Collection and Item describing one datacube of a twin."""
+    ds = store.open(twin.id, info.id)
+    href = store.dataset_url(twin.id, info.id)
+    cid = collection_id(twin.id, info.id)
+    start, end = _utc(ds["t"].values[0]), _utc(ds["t"].values[-1])
+    spatial = "x" in ds.dims and "y" in ds.dims
+    bbox = list(twin.bbox)
+    if spatial:
+        dx = float(abs(ds["x"].values[1] - ds["x"].values[0])) / 2
+        dy = float(abs(ds["y"].values[1] - ds["y"].values[0])) / 2
+        bbox = [
+            round(float(ds["x"].min()) - dx, 6),
+            round(float(ds["y"].min()) - dy, 6),
+            round(float(ds["x"].max()) + dx, 6),
+            round(float(ds["y"].max()) + dy, 6),
+        ]
+    providers = [
+        pystac.Provider(name=p.name, roles=p.roles, url=p.url, description=p.description)
+        for p in info.providers
+    ]
+    open_kwargs = {"engine": "zarr", "consolidated": False, "zarr_format": 3, "chunks": {}}
+    common = {
+        "twinmesh:twin": twin.id,
+        "twinmesh:dataset": info.id,
+        "twinmesh:generated": info.generated,
+        "twinmesh:provenance": info.provenance,
+    }
+
+    collection = pystac.Collection(
+        id=cid,
+        title=f"{twin.title}: {info.title}",
+        description=f"{info.description}\n\nProvenance: {info.provenance}",
+        extent=pystac.Extent(
+            pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[start, end]])
+        ),
+        license=info.license,
+        providers=providers,
+        keywords=sorted(set(info.keywords) | set(twin.keywords)),
+        extra_fields=dict(common),
+    )
+    item = pystac.Item(
+        id=cid,
+        geometry={
+            "type": "Polygon",
+            "coordinates": [
+                [[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]], [bbox[0], bbox[3]], [bbox[0], bbox[1]]]
+            ],
+        },
+        bbox=bbox,
+        datetime=start,
+        start_datetime=start,
+        end_datetime=end,
+        properties={"title": info.title, "description": info.description, **common},
+        collection=cid,
+    )
+    dims = _other_dimensions(ds)
+    kwargs: dict[str, Any] = {
+        "temporal_dimension": "t",
+        "x_dimension": "x" if spatial else False,
+        "y_dimension": "y" if spatial else False,
+        "validate": False,
+        **dims,
+    }
+    if spatial:
+        kwargs["reference_system"] = 4326
+    stac_ds = ds.drop_vars("spatial_ref", errors="ignore")
+    stac_ds.attrs = {}
+    for name in stac_ds.variables:
+        stac_ds[name].attrs = _jsonable(dict(stac_ds[name].attrs))
+    collection = xstac.xarray_to_stac(stac_ds, collection, **kwargs)
+    item = xstac.xarray_to_stac(stac_ds, item, **kwargs)
+    # A cube spans its whole time axis: say so explicitly (STAC Browser shows it).
+    item.properties["datetime"] = start.isoformat().replace("+00:00", "Z")
+
+    for obj in (collection, item):
+        asset = _asset(href, info, open_kwargs)
+        obj.add_asset("zarr", asset)
+        ext = XarrayAssetsExtension.ext(asset, add_if_missing=True)
+        ext.open_kwargs = open_kwargs
+        if store.storage_options:
+            ext.storage_options = _jsonable(store.storage_options)
+        obj.add_link(
+            pystac.Link(
+                rel="license",
+                target=f"https://spdx.org/licenses/{info.license}.html",
+                media_type="text/html",
+                title=f"Licence: {info.license}",
+            )
+        )
+    collection.add_item(item)
+    return collection, item
+
+
+def build_catalog(store: DatacubeStore, catalog_dir: Path) -> pystac.Catalog:
+    """Write the catalogue of every twin in the store to ``catalog_dir`` and validate it.
+
+    The catalogue is written beside the old one and swapped in only once it is valid.
+    """
+    catalog = pystac.Catalog(
+        id=CATALOG_ID,
+        title="twinmesh digital twins",
+        description="Datacubes of the digital twins hosted by this twinmesh engine.",
+    )
+    for twin_id in store.twin_ids():
+        twin = store.read_twin(twin_id)
+        for info in twin.datasets:
+            if store.has_dataset(twin.id, info.id):
+                collection, _ = dataset_stac(store, twin, info)
+                catalog.add_child(collection)
+
+    catalog_dir = Path(catalog_dir)
+    catalog_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".catalog-", dir=catalog_dir.parent))
+    try:
+        catalog.normalize_hrefs(str(staging))
+        catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+        validate_catalog_dir(staging)
+        old = None
+        if catalog_dir.exists():
+            old = catalog_dir.with_name(f".{catalog_dir.name}-old")
+            shutil.rmtree(old, ignore_errors=True)
+            catalog_dir.rename(old)
+        staging.rename(catalog_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    catalog.normalize_hrefs(str(catalog_dir))
+    return catalog

@@ -1,0 +1,318 @@
+"""The ``twinmesh`` command: build the demo twin, serve the interfaces, run the mesh."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from services.core.errors import TwinmeshError
+from services.core.settings import Settings, load_settings
+from services.core.store import DatacubeStore
+
+console = Console()
+err = Console(stderr=True)
+
+app = typer.Typer(
+    name="twinmesh",
+    help=(
+        "twinmesh, a federated Digital Twin Engine.\n\n"
+        "Start here:  twinmesh up   (builds the demo twin on first run, then serves the mesh).\n\n"
+        "Settings come from TWINMESH_* environment variables (nested with __, e.g. "
+        "TWINMESH_STAC__PORT=9000) or a YAML file (--config, or twinmesh.yaml in the "
+        "working directory). `twinmesh config` prints what is in force."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+demo_app = typer.Typer(help="The demo twin: Fulda river basin flood and drought early warning.",
+                       no_args_is_help=True)
+serve_app = typer.Typer(help="Serve one interface in the foreground (`twinmesh up` serves all).",
+                        no_args_is_help=True)
+catalog_app = typer.Typer(help="The STAC catalogue of the store's datacubes.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+app.add_typer(serve_app, name="serve")
+app.add_typer(catalog_app, name="catalog")
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+def _store(settings: Settings) -> DatacubeStore:
+    return DatacubeStore(settings.resolved_store_url, settings.storage_options)
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML settings file (default: ./twinmesh.yaml)."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Working directory (default: ./.twinmesh).")
+    ] = None,
+) -> None:
+    if config is not None:
+        if not config.is_file():
+            raise typer.BadParameter(f"no such file: {config}", param_hint="--config")
+        os.environ["TWINMESH_CONFIG"] = str(config)
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    ctx.obj = load_settings(**overrides)
+
+
+@app.command("config")
+def show_config(ctx: typer.Context) -> None:
+    """Print the settings in force (after env vars and the YAML file)."""
+    console.print_json(_settings(ctx).model_dump_json())
+
+
+# -- demo ------------------------------------------------------------------------------
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def init_demo(settings: Settings, *, force: bool = False, repetitions: int | None = None) -> bool:
+    """Build the demo twin and the catalogue unless they are current; True if built."""
+    from services.core.demo import fulda
+    from stac.catalog import build_catalog
+
+    store = _store(settings)
+    reps = repetitions or settings.calibration_repetitions
+    wanted = fulda.build_id(settings.demo_seed, reps)
+    current = None
+    if fulda.TWIN_ID in store.twin_ids():
+        current = store.read_twin(fulda.TWIN_ID).properties.get("build_id")
+    built = False
+    if force or current != wanted:
+        console.print(f"Building the demo twin [bold]{fulda.TWIN_ID}[/] into {store.url}")
+        tasks: dict[str, Any] = {}
+        with _progress() as progress:
+
+            def report(step: str, done: int, total: int) -> None:
+                if step not in tasks:
+                    tasks[step] = progress.add_task(step, total=total)
+                progress.update(tasks[step], completed=done, total=total)
+
+            twin = fulda.build_fulda_twin(
+                store, seed=settings.demo_seed, repetitions=reps, progress=report
+            )
+        built = True
+    else:
+        twin = store.read_twin(fulda.TWIN_ID)
+        console.print(f"Demo twin [bold]{twin.id}[/] is up to date (build {wanted}).")
+    _print_skill(twin)
+    catalog = build_catalog(store, settings.catalog_dir)
+    n = len(list(catalog.get_all_collections()))
+    console.print(f"Catalogue: {n} collections, valid, at {settings.catalog_dir}")
+    return built
+
+
+def _print_skill(twin: Any) -> None:
+    model = twin.model("gr4j")
+    table = Table(title=f"{twin.id}: {model.kind} skill (stored in the model's metadata)")
+    for col in ("period", "", "KGE", "NSE"):
+        table.add_column(col)
+    for name in ("calibration", "validation"):
+        s = model.skill[name]
+        table.add_row(name, s["period"], f"{s['kge']:.3f}", f"{s['nse']:.3f}")
+    console.print(table)
+    params = ", ".join(f"{k}={v:.3f}" for k, v in model.parameters.items())
+    console.print(f"parameters: {params}")
+
+
+@demo_app.command("init")
+def demo_init(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if current.")] = False,
+    repetitions: Annotated[
+        int | None,
+        typer.Option(help="SCE-UA model runs for calibration (default from settings: 3000).",
+                     min=100),
+    ] = None,
+) -> None:
+    """Build the demo twin: forcing grid, observed discharge, calibrated GR4J, reanalysis,
+    return levels, SPI-3 and the STAC catalogue. Idempotent: a second run does nothing."""
+    init_demo(_settings(ctx), force=force, repetitions=repetitions)
+
+
+# -- capabilities (quick looks from the terminal) -------------------------------------
+@app.command("twins")
+def list_twins(ctx: typer.Context) -> None:
+    """List the twins in the store with their regions, datasets and capabilities."""
+    store = _store(_settings(ctx))
+    ids = store.twin_ids()
+    if not ids:
+        err.print("No twins yet: run `twinmesh demo init`.")
+        raise typer.Exit(1)
+    for tid in ids:
+        twin = store.read_twin(tid)
+        console.print(f"[bold]{twin.id}[/]  {twin.title}")
+        console.print(f"  extent {list(twin.bbox)}  record {twin.time_extent[0]}/{twin.time_extent[1]}")
+        console.print(f"  regions: {', '.join(r.id for r in twin.regions)}")
+        console.print(f"  datasets: {', '.join(d.id for d in twin.datasets)}")
+        console.print(f"  capabilities: {', '.join(twin.capabilities)}")
+
+
+@app.command("warnings")
+def show_warnings(
+    ctx: typer.Context,
+    twin: Annotated[str, typer.Argument(help="Twin id, e.g. fulda.")],
+    issued: Annotated[str | None, typer.Option(help="Issue day (ISO); default: latest.")] = None,
+    members: Annotated[int, typer.Option(help="Ensemble members.")] = 20,
+    lead_days: Annotated[int, typer.Option(help="Lead time in days.")] = 10,
+    precipitation_factor: Annotated[
+        float, typer.Option(help="Scenario: scale forecast precipitation.")
+    ] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Which regions are under a flood or drought warning, how sure, for when."""
+    from services.core.capabilities import warnings
+
+    result = warnings(
+        _store(_settings(ctx)),
+        twin,
+        issued=issued,
+        members=members,
+        lead_days=lead_days,
+        precipitation_factor=precipitation_factor,
+    )
+    if as_json:
+        console.print_json(json.dumps([w.to_dict() for w in result]))
+        return
+    table = Table(title=f"{twin}: warnings issued {result[0].issued} valid "
+                        f"{result[0].valid_from}/{result[0].valid_to}" if result else twin)
+    for col in ("region", "flood", "P(>2y)", "P(>5y)", "P(>20y)", "peak m3/s", "drought", "SPI-3"):
+        table.add_column(col)
+    for w in result:
+        p = w.flood_probability
+        table.add_row(w.region_name, w.flood_level, f"{p[2]:.2f}", f"{p[5]:.2f}", f"{p[20]:.2f}",
+                      f"{w.peak_discharge_m3s:.1f}", w.drought_level,
+                      "" if w.spi is None else f"{w.spi:.2f}")
+    console.print(table)
+
+
+# -- catalogue -------------------------------------------------------------------------
+@catalog_app.command("build")
+def catalog_build(ctx: typer.Context) -> None:
+    """Rebuild the static STAC catalogue from the store (idempotent)."""
+    from stac.catalog import build_catalog
+
+    settings = _settings(ctx)
+    catalog = build_catalog(_store(settings), settings.catalog_dir)
+    console.print(f"{len(list(catalog.get_all_collections()))} collections at {settings.catalog_dir}")
+
+
+@catalog_app.command("validate")
+def catalog_validate(
+    ctx: typer.Context,
+    path: Annotated[
+        Path | None, typer.Argument(help="Catalogue folder (default: the built one).")
+    ] = None,
+) -> None:
+    """Validate every STAC document offline (core + datacube/xarray-assets schemas)."""
+    from stac.validate import StacValidationError, validate_catalog_dir
+
+    target = path or _settings(ctx).catalog_dir
+    try:
+        n = validate_catalog_dir(target)
+    except StacValidationError as exc:
+        for line in exc.errors:
+            err.print(f"[red]invalid[/] {line}")
+        err.print(f"{len(exc.errors)} problem(s) in {target}")
+        raise typer.Exit(1) from None
+    console.print(f"{n} STAC documents valid in {target}")
+
+
+# -- services --------------------------------------------------------------------------
+@serve_app.command("stac")
+def serve_stac(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8081).")] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="embedded (no server) or pgstac (needs pgstac_dsn).")
+    ] = None,
+) -> None:
+    """Serve the STAC API 1.0 over the catalogue."""
+    from stac.api.app import serve
+
+    settings = _settings(ctx)
+    stac = settings.stac.model_copy(
+        update={k: v for k, v in {"host": host, "port": port, "backend": backend}.items() if v}
+    )
+    serve(settings.model_copy(update={"stac": stac}))
+
+
+@app.command("up")
+def up(
+    ctx: typer.Context,
+    init: Annotated[
+        bool, typer.Option("--init/--no-init", help="Build the demo twin first if needed.")
+    ] = True,
+) -> None:
+    """Run the whole mesh: every service as its own process, supervised, until Ctrl-C."""
+    from twinmesh.supervisor import Supervisor, mesh_services
+
+    settings = _settings(ctx)
+    if init:
+        init_demo(settings)
+    services = mesh_services(settings)
+    env = {"TWINMESH_DATA_DIR": str(settings.data_dir.resolve())}
+    supervisor = Supervisor(services, env=env, say=console.print)
+
+    def _stop(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    console.print("Starting the mesh:")
+    started = time.monotonic()
+    try:
+        supervisor.start_all()
+        console.print(
+            f"[bold green]twinmesh is up[/]: {len(services)} service(s) ready in "
+            f"{time.monotonic() - started:.1f}s. Ctrl-C stops them all."
+        )
+        supervisor.watch()
+    except KeyboardInterrupt:
+        console.print("Stopping the mesh...")
+    except RuntimeError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    finally:
+        supervisor.stop_all()
+    console.print("All services stopped.")
+
+
+def main() -> None:
+    """Console entry point: core errors become one clear line and exit code 2."""
+    try:
+        app()
+    except TwinmeshError as exc:
+        err.print(f"[red]{exc.code}[/]: {exc.message}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
