@@ -59,21 +59,22 @@ def _other_dimensions(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
         values = ds[name].values.tolist() if name in ds.coords else list(range(ds.sizes[name]))
         dims[str(name)] = {
             "type": "other",
-            "description": str(ds[name].attrs.get("long_name", name)) if name in ds.coords else str(name),
+            "description": str(ds[name].attrs.get("long_name", name))
+            if name in ds.coords
+            else str(name),
             "values": values,
         }
     return dims
 
 
-def _asset(href: str, info: DatasetInfo, open_kwargs: dict[str, Any]) -> pystac.Asset:
-    asset = pystac.Asset(
+def _asset(href: str, info: DatasetInfo) -> pystac.Asset:
+    return pystac.Asset(
         href=href,
         title=f"{info.title} (Zarr v3)",
         description=info.description,
         media_type=ZARR_MEDIA_TYPE,
         roles=["data", "zarr"],
     )
-    return asset
 
 
 def dataset_stac(
@@ -111,9 +112,7 @@ def dataset_stac(
         id=cid,
         title=f"{twin.title}: {info.title}",
         description=f"{info.description}\n\nProvenance: {info.provenance}",
-        extent=pystac.Extent(
-            pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[start, end]])
-        ),
+        extent=pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[start, end]])),
         license=info.license,
         providers=providers,
         keywords=sorted(set(info.keywords) | set(twin.keywords)),
@@ -124,7 +123,13 @@ def dataset_stac(
         geometry={
             "type": "Polygon",
             "coordinates": [
-                [[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]], [bbox[0], bbox[3]], [bbox[0], bbox[1]]]
+                [
+                    [bbox[0], bbox[1]],
+                    [bbox[2], bbox[1]],
+                    [bbox[2], bbox[3]],
+                    [bbox[0], bbox[3]],
+                    [bbox[0], bbox[1]],
+                ]
             ],
         },
         bbox=bbox,
@@ -152,9 +157,13 @@ def dataset_stac(
     item = xstac.xarray_to_stac(stac_ds, item, **kwargs)
     # A cube spans its whole time axis: say so explicitly (STAC Browser shows it).
     item.properties["datetime"] = start.isoformat().replace("+00:00", "Z")
+    # Zarr lists arrays in storage order, which varies: sort, so rebuilds are identical.
+    for fields in (collection.extra_fields, item.properties):
+        for key in ("cube:variables", "cube:dimensions"):
+            fields[key] = dict(sorted(fields[key].items()))
 
     for obj in (collection, item):
-        asset = _asset(href, info, open_kwargs)
+        asset = _asset(href, info)
         obj.add_asset("zarr", asset)
         ext = XarrayAssetsExtension.ext(asset, add_if_missing=True)
         ext.open_kwargs = open_kwargs

@@ -62,7 +62,9 @@ def _registry() -> Registry:
 
 
 def _core_uri(obj: dict[str, Any]) -> str:
-    kind = {"Feature": "item", "Collection": "collection", "Catalog": "catalog"}.get(obj.get("type", ""))
+    kind = {"Feature": "item", "Collection": "collection", "Catalog": "catalog"}.get(
+        obj.get("type", "")
+    )
     if kind is None:
         raise StacValidationError([f"not a STAC object: type is {obj.get('type')!r}"])
     version = obj.get("stac_version", "1.1.0")
@@ -110,4 +112,3 @@ def validate_catalog_dir(catalog_dir: Path) -> int:
     if errors:
         raise StacValidationError(errors)
     return len(paths)
-

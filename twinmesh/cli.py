@@ -35,10 +35,12 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-demo_app = typer.Typer(help="The demo twin: Fulda river basin flood and drought early warning.",
-                       no_args_is_help=True)
-serve_app = typer.Typer(help="Serve one interface in the foreground (`twinmesh up` serves all).",
-                        no_args_is_help=True)
+demo_app = typer.Typer(
+    help="The demo twin: Fulda river basin flood and drought early warning.", no_args_is_help=True
+)
+serve_app = typer.Typer(
+    help="Serve one interface in the foreground (`twinmesh up` serves all).", no_args_is_help=True
+)
 catalog_app = typer.Typer(help="The STAC catalogue of the store's datacubes.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 app.add_typer(serve_app, name="serve")
@@ -148,8 +150,9 @@ def demo_init(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if current.")] = False,
     repetitions: Annotated[
         int | None,
-        typer.Option(help="SCE-UA model runs for calibration (default from settings: 3000).",
-                     min=100),
+        typer.Option(
+            help="SCE-UA model runs for calibration (default from settings: 3000).", min=100
+        ),
     ] = None,
 ) -> None:
     """Build the demo twin: forcing grid, observed discharge, calibrated GR4J, reanalysis,
@@ -169,7 +172,9 @@ def list_twins(ctx: typer.Context) -> None:
     for tid in ids:
         twin = store.read_twin(tid)
         console.print(f"[bold]{twin.id}[/]  {twin.title}")
-        console.print(f"  extent {list(twin.bbox)}  record {twin.time_extent[0]}/{twin.time_extent[1]}")
+        console.print(
+            f"  extent {list(twin.bbox)}  record {twin.time_extent[0]}/{twin.time_extent[1]}"
+        )
         console.print(f"  regions: {', '.join(r.id for r in twin.regions)}")
         console.print(f"  datasets: {', '.join(d.id for d in twin.datasets)}")
         console.print(f"  capabilities: {', '.join(twin.capabilities)}")
@@ -201,15 +206,26 @@ def show_warnings(
     if as_json:
         console.print_json(json.dumps([w.to_dict() for w in result]))
         return
-    table = Table(title=f"{twin}: warnings issued {result[0].issued} valid "
-                        f"{result[0].valid_from}/{result[0].valid_to}" if result else twin)
+    table = Table(
+        title=f"{twin}: warnings issued {result[0].issued} valid "
+        f"{result[0].valid_from}/{result[0].valid_to}"
+        if result
+        else twin
+    )
     for col in ("region", "flood", "P(>2y)", "P(>5y)", "P(>20y)", "peak m3/s", "drought", "SPI-3"):
         table.add_column(col)
     for w in result:
         p = w.flood_probability
-        table.add_row(w.region_name, w.flood_level, f"{p[2]:.2f}", f"{p[5]:.2f}", f"{p[20]:.2f}",
-                      f"{w.peak_discharge_m3s:.1f}", w.drought_level,
-                      "" if w.spi is None else f"{w.spi:.2f}")
+        table.add_row(
+            w.region_name,
+            w.flood_level,
+            f"{p[2]:.2f}",
+            f"{p[5]:.2f}",
+            f"{p[20]:.2f}",
+            f"{w.peak_discharge_m3s:.1f}",
+            w.drought_level,
+            "" if w.spi is None else f"{w.spi:.2f}",
+        )
     console.print(table)
 
 
@@ -221,7 +237,9 @@ def catalog_build(ctx: typer.Context) -> None:
 
     settings = _settings(ctx)
     catalog = build_catalog(_store(settings), settings.catalog_dir)
-    console.print(f"{len(list(catalog.get_all_collections()))} collections at {settings.catalog_dir}")
+    console.print(
+        f"{len(list(catalog.get_all_collections()))} collections at {settings.catalog_dir}"
+    )
 
 
 @catalog_app.command("validate")

@@ -114,12 +114,16 @@ class Supervisor:
                 if code is None or self._stopping:
                     continue
                 if service.restarts >= self.max_restarts:
-                    self.say(f"{service.name} died (code {code}) {service.restarts} times; stopping")
+                    self.say(
+                        f"{service.name} died (code {code}) {service.restarts} times; stopping"
+                    )
                     self.stop_all()
                     raise RuntimeError(f"service {service.name} keeps failing")
                 service.restarts += 1
                 delay = 2 ** (service.restarts - 1)
-                self.say(f"{service.name} exited with code {code}; restart {service.restarts} in {delay}s")
+                self.say(
+                    f"{service.name} exited (code {code}); restart {service.restarts} in {delay}s"
+                )
                 time.sleep(delay)
                 self._start(service)
             time.sleep(poll_s)

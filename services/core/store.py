@@ -46,7 +46,9 @@ class DatacubeStore:
         self.storage_options = dict(storage_options or {})
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
         self.root = self.root.rstrip("/")
-        self._protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        self._protocol = (
+            self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        )
 
     # -- paths ---------------------------------------------------------------------
     def _path(self, *parts: str) -> str:
@@ -78,8 +80,10 @@ class DatacubeStore:
             return Twin.model_validate_json(f.read())
 
     def write_twin(self, twin: Twin) -> None:
-        self._write_atomic(self._path(_check_id("twin", twin.id), "twin.json"),
-                           twin.model_dump_json(indent=2).encode())
+        self._write_atomic(
+            self._path(_check_id("twin", twin.id), "twin.json"),
+            twin.model_dump_json(indent=2).encode(),
+        )
 
     def _write_atomic(self, path: str, data: bytes) -> None:
         parent = path.rsplit("/", 1)[0]
@@ -103,7 +107,9 @@ class DatacubeStore:
                     raise DataNotReady(
                         f"the store at {self.url} holds no twins yet: run `twinmesh demo init`"
                     )
-                raise UnknownTwin(f"unknown twin {twin_id!r}; known twins: {', '.join(self.twin_ids())}")
+                raise UnknownTwin(
+                    f"unknown twin {twin_id!r}; known twins: {', '.join(self.twin_ids())}"
+                )
             raise UnknownDataset(f"twin {twin_id!r} has no datacube {dataset_id!r} in the store")
         with self.fs.open(current, "rb") as f:
             version = f.read().decode().strip()
@@ -156,8 +162,10 @@ class DatacubeStore:
 
     def write_json(self, twin_id: str, name: str, obj: Any) -> None:
         """Store a small JSON document of a twin (e.g. model state) atomically."""
-        self._write_atomic(self._path(_check_id("twin", twin_id), name),
-                           json.dumps(obj, indent=2, default=str).encode())
+        self._write_atomic(
+            self._path(_check_id("twin", twin_id), name),
+            json.dumps(obj, indent=2, default=str).encode(),
+        )
 
     def read_json(self, twin_id: str, name: str) -> Any:
         path = self._path(_check_id("twin", twin_id), name)

@@ -126,10 +126,14 @@ class Twin(_Frozen):
             if r.id == region_id:
                 return r
         known = ", ".join(r.id for r in self.regions)
-        raise UnknownRegion(f"twin {self.id!r} has no region {region_id!r}; its regions are: {known}")
+        raise UnknownRegion(
+            f"twin {self.id!r} has no region {region_id!r}; its regions are: {known}"
+        )
 
     def model(self, model_id: str | None = None) -> ModelInfo:
         for m in self.models:
             if model_id is None or m.id == model_id:
                 return m
-        raise NotFoundError(f"twin {self.id!r} has no model {model_id or ''!r}; run `twinmesh demo init`")
+        raise NotFoundError(
+            f"twin {self.id!r} has no model {model_id or ''!r}; run `twinmesh demo init`"
+        )

@@ -45,23 +45,17 @@ def check_time_range(start: date, end: date, extent: tuple[date, date]) -> None:
 def check_bbox(bbox: BBox | list[float], extent: BBox) -> BBox:
     """A well-formed WGS84 bbox that overlaps the twin's extent."""
     if len(bbox) != 4:
-        raise InvalidParameter(
-            f"bbox needs 4 numbers (west, south, east, north), got {len(bbox)}"
-        )
+        raise InvalidParameter(f"bbox needs 4 numbers (west, south, east, north), got {len(bbox)}")
     w, s, e, n = (float(v) for v in bbox)
     if not all(math.isfinite(v) for v in (w, s, e, n)):
         raise InvalidParameter("bbox values must be finite numbers")
     if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
         raise InvalidParameter(f"bbox {bbox} is not in WGS84 degrees (lon ±180, lat ±90)")
     if w > e or s > n:
-        raise InvalidParameter(
-            f"bbox {bbox} is inverted: west must be <= east and south <= north"
-        )
+        raise InvalidParameter(f"bbox {bbox} is inverted: west must be <= east and south <= north")
     ew, es, ee, en = extent
     if e < ew or w > ee or n < es or s > en:
-        raise OutOfExtent(
-            f"bbox {list(bbox)} does not overlap the twin's extent {list(extent)}"
-        )
+        raise OutOfExtent(f"bbox {list(bbox)} does not overlap the twin's extent {list(extent)}")
     return (w, s, e, n)
 
 

@@ -42,7 +42,9 @@ def subset(
         e = parse_day(end, "end") if end is not None else twin.time_extent[1]
         check_time_range(s, e, twin.time_extent)
         if "t" in ds.dims:
-            ds = ds.sel(t=slice(pd.Timestamp(s), pd.Timestamp(e) + pd.Timedelta("1D") - pd.Timedelta("1ns")))
+            ds = ds.sel(
+                t=slice(pd.Timestamp(s), pd.Timestamp(e) + pd.Timedelta("1D") - pd.Timedelta("1ns"))
+            )
     if bbox is not None:
         w, s_, e_, n = check_bbox(bbox, twin.bbox)
         if "x" in ds.dims and "y" in ds.dims:
@@ -51,7 +53,6 @@ def subset(
             ds = ds.sel(x=slice(w, e_), y=ys)
             if ds.sizes["x"] == 0 or ds.sizes["y"] == 0:
                 raise OutOfExtent(
-                    f"bbox {list(bbox)} holds no grid cell centre of {dataset_id!r}; "
-                    "widen it"
+                    f"bbox {list(bbox)} holds no grid cell centre of {dataset_id!r}; widen it"
                 )
     return ds

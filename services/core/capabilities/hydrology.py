@@ -18,7 +18,14 @@ from services.core.store import DatacubeStore
 from services.core.twin import Region, Twin
 from services.core.validation import check_factor, check_int, check_time_range, parse_day
 
-__all__ = ["simulate", "forecast", "RegionForcing", "region_forcing", "MAX_MEMBERS", "MAX_LEAD_DAYS"]
+__all__ = [
+    "simulate",
+    "forecast",
+    "RegionForcing",
+    "region_forcing",
+    "MAX_MEMBERS",
+    "MAX_LEAD_DAYS",
+]
 
 MAX_MEMBERS = 200
 MAX_LEAD_DAYS = 30
@@ -44,7 +51,7 @@ def region_forcing(store: DatacubeStore, twin: Twin) -> RegionForcing:
     precip = region_means(cube["precipitation"], twin.regions).astype("float64")
     temp = region_means(cube["temperature"], twin.regions).astype("float64")
     lat = float(twin.properties.get("latitude_deg", 0.5 * (twin.bbox[1] + twin.bbox[3])))
-    doy = time.dayofyear.to_numpy()
+    doy = time.day_of_year.to_numpy()
     pet = np.stack([pet_oudin(temp[k], doy, lat) for k in range(len(twin.regions))])
     return RegionForcing(time, twin.regions, precip, temp, pet)
 
@@ -141,7 +148,9 @@ def forecast(
     factor = check_factor(precipitation_factor, "precipitation_factor")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise InvalidParameter(f"seed must be a non-negative integer, got {seed!r}")
-    issued_d = default_issue_date(twin, lead_days) if issued is None else parse_day(issued, "issued")
+    issued_d = (
+        default_issue_date(twin, lead_days) if issued is None else parse_day(issued, "issued")
+    )
     first = twin.time_extent[0] + timedelta(days=SPIN_UP_DAYS)
     latest = default_issue_date(twin, lead_days)
     if not first <= issued_d <= latest:
@@ -174,7 +183,7 @@ def forecast(
             * np.exp(sigma_p * z - sigma_p**2 / 2)
         )
         temp = forcing.temperature_c[k, window][None, :] + t_err
-        doy = forcing.time[window].dayofyear.to_numpy()
+        doy = forcing.time[window].day_of_year.to_numpy()
         lat = float(twin.properties.get("latitude_deg", 50.0))
         pet = np.stack([pet_oudin(temp[m], doy, lat) for m in range(members)])
         q_mm, _ = run_gr4j(precip, pet, params, state=state)

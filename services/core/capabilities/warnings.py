@@ -165,7 +165,9 @@ def warnings(
                 geometry=region.geometry,
                 flood_level=levels[j],
                 flood_probability={p: float(probability[j, i]) for i, p in enumerate(periods)},
-                thresholds_m3s={p: round(float(thresholds[j, i]), 2) for i, p in enumerate(periods)},
+                thresholds_m3s={
+                    p: round(float(thresholds[j, i]), 2) for i, p in enumerate(periods)
+                },
                 peak_discharge_m3s=round(float(np.median(peaks[:, j])), 2),
                 drought_level=drought_level(s) if s is not None else "unknown",
                 spi=s,

@@ -32,7 +32,7 @@ from services.core.geo import region_mask, region_means
 from services.core.hydrology.calibration import calibrate_gr4j
 from services.core.hydrology.drought import spi_monthly
 from services.core.hydrology.extremes import annual_maxima, return_levels
-from services.core.hydrology.gr4j import GR4JParams, mm_per_day_to_m3s, run_gr4j
+from services.core.hydrology.gr4j import mm_per_day_to_m3s, run_gr4j
 from services.core.hydrology.pet import pet_oudin
 from services.core.store import DatacubeStore
 from services.core.twin import DatasetInfo, Gauge, ModelInfo, Provider, Region, Twin
@@ -94,24 +94,40 @@ REGION_OUTLINES: dict[str, tuple[str, str, list[tuple[float, float]]]] = {
         "Haune",
         "Eastern tributary from the Rhoen via Huenfeld to Bad Hersfeld.",
         [
-            (9.68, 50.60), (9.85, 50.62), (10.02, 50.52), (10.00, 50.70),
-            (9.85, 50.85), (9.72, 50.85), (9.62, 50.75),
+            (9.68, 50.60),
+            (9.85, 50.62),
+            (10.02, 50.52),
+            (10.00, 50.70),
+            (9.85, 50.85),
+            (9.72, 50.85),
+            (9.62, 50.75),
         ],
     ),
     "middle-fulda": (
         "Middle Fulda",
         "Aula and Jossa, Bad Hersfeld to Rotenburg an der Fulda.",
         [
-            (9.35, 50.72), (9.62, 50.75), (9.72, 50.85), (9.85, 50.85),
-            (9.92, 50.95), (9.80, 51.03), (9.55, 51.00), (9.40, 50.88),
+            (9.35, 50.72),
+            (9.62, 50.75),
+            (9.72, 50.85),
+            (9.85, 50.85),
+            (9.92, 50.95),
+            (9.80, 51.03),
+            (9.55, 51.00),
+            (9.40, 50.88),
         ],
     ),
     "lower-fulda": (
         "Lower Fulda",
         "Rotenburg an der Fulda down to the gauge near Melsungen/Grebenau.",
         [
-            (9.40, 50.88), (9.55, 51.00), (9.80, 51.03), (9.75, 51.15),
-            (9.55, 51.25), (9.40, 51.22), (9.35, 51.05),
+            (9.40, 50.88),
+            (9.55, 51.00),
+            (9.80, 51.03),
+            (9.75, 51.15),
+            (9.55, 51.25),
+            (9.40, 51.22),
+            (9.35, 51.05),
         ],
     ),
 }
@@ -188,9 +204,10 @@ def derive_forcing_grid(record: BasinRecord, basin: np.ndarray, seed: int) -> xr
     field = orography[None] * np.exp(sigma * noise - sigma**2 / 2)
     basin_mean = field[:, basin].mean(axis=1)
     precip = record.precipitation_mm[:, None, None] * field / basin_mean[:, None, None]
-    temp = record.temperature_c[:, None, None] - 0.0065 * (
-        elevation_m - elevation_m[basin].mean()
-    )[None]
+    temp = (
+        record.temperature_c[:, None, None]
+        - 0.0065 * (elevation_m - elevation_m[basin].mean())[None]
+    )
 
     coords = {
         "t": ("t", record.time.values, {"standard_name": "time", "axis": "T"}),
@@ -236,8 +253,15 @@ def _with_crs(ds: xr.Dataset) -> xr.Dataset:
     )
 
 
-def _provenance(ds: xr.Dataset, *, title: str, source: str, history: str, generated: bool,
-                seed: int | None = None) -> xr.Dataset:
+def _provenance(
+    ds: xr.Dataset,
+    *,
+    title: str,
+    source: str,
+    history: str,
+    generated: bool,
+    seed: int | None = None,
+) -> xr.Dataset:
     attrs = {
         "Conventions": "CF-1.10",
         "title": title,
@@ -334,7 +358,7 @@ def build_fulda_twin(
     store.write(TWIN_ID, "discharge-observed", observed)
 
     # Calibrate GR4J on the basin mean (equal to the record by construction).
-    pet = pet_oudin(record.temperature_c, t.dayofyear.to_numpy(), LATITUDE_DEG)
+    pet = pet_oudin(record.temperature_c, t.day_of_year.to_numpy(), LATITUDE_DEG)
     q_obs_mm = record.discharge_m3s * 86.4 / CATCHMENT_AREA_KM2
     years = t.year.to_numpy()
     cal = np.flatnonzero((years >= CALIBRATION_YEARS[0]) & (years <= CALIBRATION_YEARS[1]))
@@ -358,7 +382,7 @@ def build_fulda_twin(
     temp_r = region_means(forcing["temperature"], regions)
     sims = []
     for k, r in enumerate(regions):
-        pet_r = pet_oudin(temp_r[k], t.dayofyear.to_numpy(), LATITUDE_DEG)
+        pet_r = pet_oudin(temp_r[k], t.day_of_year.to_numpy(), LATITUDE_DEG)
         q_mm, _ = run_gr4j(precip_r[k], pet_r, result.params)
         sims.append(mm_per_day_to_m3s(q_mm, r.area_km2))
     sim = np.stack(sims, axis=1)
@@ -383,7 +407,7 @@ def build_fulda_twin(
                 ("region", "return_period"),
                 levels.astype("float32"),
                 {
-                    "long_name": "discharge of the given return period (Gumbel fit to annual maxima)",
+                    "long_name": "discharge of the return period (Gumbel fit, annual maxima)",
                     "units": "m3 s-1",
                 },
             ),

@@ -1,0 +1,36 @@
+"""Shared fixtures: a real demo twin built once per test process in a temporary store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.core.settings import Settings, StacSettings
+from services.core.store import DatacubeStore
+
+#: Fewer SCE-UA runs than `twinmesh demo init` (3000): the tests check behaviour, not skill.
+TEST_REPETITIONS = 800
+
+
+@pytest.fixture(scope="session")
+def demo_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings of a data directory holding the built demo twin and its catalogue."""
+    from services.core.demo.fulda import build_fulda_twin
+    from stac.catalog import build_catalog
+
+    data_dir: Path = tmp_path_factory.mktemp("twinmesh-demo")
+    settings = Settings(
+        data_dir=data_dir,
+        calibration_repetitions=TEST_REPETITIONS,
+        stac=StacSettings(port=0),
+    )
+    store = DatacubeStore(settings.resolved_store_url)
+    build_fulda_twin(store, seed=settings.demo_seed, repetitions=TEST_REPETITIONS)
+    build_catalog(store, settings.catalog_dir)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def demo_store(demo_settings: Settings) -> DatacubeStore:
+    return DatacubeStore(demo_settings.resolved_store_url)

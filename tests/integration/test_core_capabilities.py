@@ -1,0 +1,135 @@
+"""The twin core on the real demo twin: capabilities, typed errors, an untouched store."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.core import errors
+from services.core.capabilities import CAPABILITIES, forecast, simulate, subset, warnings
+from services.core.store import DatacubeStore
+
+
+def _tree_digest(root: str) -> str:
+    h = hashlib.sha256()
+    for path in sorted(Path(root).rglob("*")):
+        if path.is_file():
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def test_twin_document_has_model_skill_and_regions(demo_store: DatacubeStore) -> None:
+    twin = demo_store.read_twin("fulda")
+    model = twin.model("gr4j")
+    assert model.skill["validation"]["kge"] > 0.6
+    assert model.skill["calibration"]["period"].startswith("1980")
+    assert len(twin.regions) == 5
+    assert abs(sum(r.area_km2 for r in twin.regions) - 2976.41) < 0.1
+    assert set(twin.capabilities) <= set(CAPABILITIES)
+
+
+def test_forcing_grid_keeps_the_observed_basin_mean(demo_store: DatacubeStore) -> None:
+    from services.core.demo.fulda import load_fulda_record
+    from services.core.geo import region_mask
+
+    twin = demo_store.read_twin("fulda")
+    cube = demo_store.open("fulda", "forcing")
+    mask = np.zeros((cube.sizes["y"], cube.sizes["x"]), dtype=bool)
+    for r in twin.regions:
+        mask |= region_mask(r, cube["x"].values, cube["y"].values)
+    basin = cube["precipitation"].values[:, mask].mean(axis=1)
+    np.testing.assert_allclose(basin, load_fulda_record().precipitation_mm, rtol=1e-4, atol=1e-4)
+    assert cube["precipitation"].dims == ("t", "y", "x")
+    assert "spatial_ref" in cube.coords
+    assert cube.attrs["generated"].startswith("yes")
+
+
+def test_warnings_levels_for_every_region_with_probabilities(demo_store: DatacubeStore) -> None:
+    result = warnings(demo_store, "fulda", issued="1986-06-01", members=10, lead_days=7)
+    twin = demo_store.read_twin("fulda")
+    assert {w.region_id for w in result} == {r.id for r in twin.regions}
+    for w in result:
+        assert w.flood_level in {"none", "medium", "high", "severe"}
+        assert w.drought_level in {"none", "moderate", "severe", "extreme"}
+        assert all(0.0 <= p <= 1.0 for p in w.flood_probability.values())
+        assert set(w.flood_probability) == {2, 5, 20}
+        assert w.valid_from > w.issued
+
+
+def test_scaled_precipitation_raises_a_flood_level(demo_store: DatacubeStore) -> None:
+    order = ["none", "medium", "high", "severe"]
+    kwargs = dict(issued="1987-06-01", members=20, lead_days=10, seed=3)
+    base = {w.region_id: w for w in warnings(demo_store, "fulda", **kwargs)}
+    wet = {
+        w.region_id: w for w in warnings(demo_store, "fulda", precipitation_factor=4.0, **kwargs)
+    }
+    raised = [r for r in base if order.index(wet[r].flood_level) > order.index(base[r].flood_level)]
+    assert raised, {r: (base[r].flood_level, wet[r].flood_level) for r in base}
+    for r in base:
+        assert wet[r].flood_probability[2] >= base[r].flood_probability[2]
+
+
+def test_simulate_scenario_scales_discharge(demo_store: DatacubeStore) -> None:
+    base = simulate(demo_store, "fulda", "1986-01-01", "1986-12-31")
+    wet = simulate(demo_store, "fulda", "1986-01-01", "1986-12-31", precipitation_factor=1.5)
+    assert base.sizes["t"] == 365
+    assert float(wet["discharge_m3s"].sum()) > 1.2 * float(base["discharge_m3s"].sum())
+
+
+def test_forecast_ensemble_shape_and_determinism(demo_store: DatacubeStore) -> None:
+    a = forecast(demo_store, "fulda", issued="1985-03-01", members=7, lead_days=5, seed=1)
+    b = forecast(demo_store, "fulda", issued="1985-03-01", members=7, lead_days=5, seed=1)
+    assert a["discharge_m3s"].dims == ("member", "t", "region")
+    assert a["discharge_m3s"].shape == (7, 5, 5)
+    np.testing.assert_array_equal(a["discharge_m3s"].values, b["discharge_m3s"].values)
+    assert str(a["t"].values[0])[:10] == "1985-03-02"
+    assert (a["discharge_m3s"].values >= 0).all()
+
+
+def test_subset_by_bbox_and_time(demo_store: DatacubeStore) -> None:
+    ds = subset(
+        demo_store,
+        "fulda",
+        "forcing",
+        bbox=[9.5, 50.6, 9.8, 50.9],
+        start="1985-01-01",
+        end="1985-01-31",
+    )
+    assert ds.sizes["t"] == 31
+    assert float(ds["x"].min()) >= 9.5 and float(ds["x"].max()) <= 9.8
+    assert float(ds["y"].min()) >= 50.6 and float(ds["y"].max()) <= 50.9
+
+
+BAD_CALLS = [
+    (errors.UnknownTwin, lambda s: warnings(s, "rhine")),
+    (errors.UnknownDataset, lambda s: subset(s, "fulda", "snow-depth")),
+    (errors.OutOfExtent, lambda s: subset(s, "fulda", "forcing", bbox=[0, 0, 1, 1])),
+    (errors.InvalidParameter, lambda s: subset(s, "fulda", "forcing", bbox=[10, 50, 9, 51])),
+    (errors.InvalidTimeRange, lambda s: simulate(s, "fulda", "1986-12-31", "1986-01-01")),
+    (errors.OutOfExtent, lambda s: simulate(s, "fulda", "1970-01-01", "1986-01-01")),
+    (errors.InvalidParameter, lambda s: forecast(s, "fulda", members=-5)),
+    (errors.InvalidParameter, lambda s: forecast(s, "fulda", lead_days=0)),
+    (errors.InvalidParameter, lambda s: warnings(s, "fulda", precipitation_factor=-1)),
+    (errors.OutOfExtent, lambda s: forecast(s, "fulda", issued="1988-12-30", lead_days=10)),
+    (
+        errors.UnknownRegion,
+        lambda s: simulate(s, "fulda", "1986-01-01", "1986-02-01", regions=["atlantis"]),
+    ),
+    (errors.InvalidParameter, lambda s: subset(s, "../etc", "forcing")),
+]
+
+
+@pytest.mark.parametrize(("error", "call"), BAD_CALLS)
+def test_bad_input_raises_typed_error_and_leaves_store_alone(
+    demo_store: DatacubeStore, error: type[errors.TwinmeshError], call
+) -> None:
+    before = _tree_digest(demo_store.root)
+    with pytest.raises(error) as info:
+        call(demo_store)
+    assert info.value.message  # says what was wrong
+    assert 400 <= info.value.status < 500
+    assert _tree_digest(demo_store.root) == before
