@@ -71,6 +71,20 @@ def _core_uri(obj: dict[str, Any]) -> str:
     return f"https://schemas.stacspec.org/v{version}/{kind}-spec/json-schema/{kind}.json"
 
 
+def _deepest(err: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """The most specific cause of an anyOf/oneOf failure, so the message names the
+    field that is wrong rather than quoting the whole document."""
+    leaves: list[jsonschema.ValidationError] = []
+    stack = [err]
+    while stack:
+        e = stack.pop()
+        if e.context:
+            stack.extend(e.context)
+        else:
+            leaves.append(e)
+    return max(leaves, key=lambda e: (len(e.absolute_path), -len(e.message)))
+
+
 def validate_object(obj: dict[str, Any]) -> None:
     """Validate one STAC Item, Collection or Catalog against core and its extensions."""
     errors: list[str] = []
@@ -87,8 +101,10 @@ def validate_object(obj: dict[str, Any]) -> None:
             errors.append(f"{where}: schema {uri} refers to {exc.ref}, not available offline")
             continue
         for err in found:
-            path = "/".join(str(p) for p in err.absolute_path) or "(root)"
-            errors.append(f"{where}: {path}: {err.message} [{uri}]")
+            leaf = _deepest(err)
+            path = "/".join(str(p) for p in leaf.absolute_path) or "(root)"
+            message = leaf.message if len(leaf.message) <= 200 else leaf.message[:197] + "..."
+            errors.append(f"{where}: {path}: {message} [{uri}]")
     if errors:
         raise StacValidationError(errors)
 

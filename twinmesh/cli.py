@@ -212,10 +212,18 @@ def show_warnings(
         if result
         else twin
     )
-    for col in ("region", "flood", "P(>2y)", "P(>5y)", "P(>20y)", "peak m3/s", "drought", "SPI-3"):
-        table.add_column(col)
+    table.caption = (
+        "2y/5y/20y: share of members above that return level (a level needs 30%); "
+        "peak: median member peak (m3/s); SPI: SPI-3 of the last full month"
+    )
+    table.add_column("region", no_wrap=True)
+    for col in ("flood", "2y", "5y", "20y", "peak", "drought", "SPI"):
+        table.add_column(
+            col, no_wrap=True, justify="left" if col in ("flood", "drought") else "right"
+        )
     for w in result:
         p = w.flood_probability
+        spi = "" if w.spi is None else f"{w.spi:.2f}"
         table.add_row(
             w.region_name,
             w.flood_level,
@@ -224,7 +232,7 @@ def show_warnings(
             f"{p[20]:.2f}",
             f"{w.peak_discharge_m3s:.1f}",
             w.drought_level,
-            "" if w.spi is None else f"{w.spi:.2f}",
+            spi,
         )
     console.print(table)
 

@@ -272,14 +272,14 @@ def unit_hydrographs(x4_days: float) -> tuple[np.ndarray, np.ndarray]:
     return np.diff(s_curve_uh1(j1, x4_days)), np.diff(s_curve_uh2(j2, x4_days))
 
 
-@njit(cache=False)
+@njit(cache=True)
 def _inv_fourth_root_one_plus_fourth_power(x: float) -> float:
     """(1 + x^4)^(-1/4), written with square roots because they are much cheaper than pow."""
     x2 = x * x
     return 1.0 / math.sqrt(math.sqrt(1.0 + x2 * x2))
 
 
-@njit(cache=False)
+@njit(cache=True)
 def _gr4j_kernel(precip, pet, x1, x2, x3, uh1, uh2, s0, r0, q1_0, q2_0):
     """The daily loop over members x days (equations in the module docstring).
 

@@ -1,0 +1,60 @@
+"""The twinmesh command as a user meets it: help that teaches, clear errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from services.core.settings import Settings
+
+
+def run(*args: str, settings: Settings | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "twinmesh.cli"]
+    if settings is not None:
+        cmd += ["--data-dir", str(settings.data_dir)]
+    env = {**os.environ, "COLUMNS": "120", "TWINMESH_CALIBRATION_REPETITIONS": "800"}
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_help_names_the_first_command_and_every_group() -> None:
+    out = run("--help").stdout
+    assert "twinmesh up" in out
+    for command in ("up", "demo", "serve", "catalog", "warnings", "config"):
+        assert command in out
+
+
+def test_demo_init_is_idempotent_and_prints_skill(demo_settings: Settings) -> None:
+    result = run("demo", "init", settings=demo_settings)
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+    assert "validation" in result.stdout and "KGE" in result.stdout
+
+
+def test_catalog_validate_passes_then_rejects_a_corrupted_cube_field(
+    demo_settings: Settings, tmp_path
+) -> None:
+    ok = run("catalog", "validate", settings=demo_settings)
+    assert ok.returncode == 0 and "9 STAC documents valid" in ok.stdout
+    broken = tmp_path / "catalog"
+    shutil.copytree(demo_settings.catalog_dir, broken)
+    path = broken / "fulda-forcing" / "collection.json"
+    doc = json.loads(path.read_text())
+    doc["cube:dimensions"]["t"]["type"] = 3
+    path.write_text(json.dumps(doc))
+    bad = run("catalog", "validate", str(broken), settings=demo_settings)
+    assert bad.returncode == 1
+    assert "cube:dimensions/t" in bad.stderr  # names the broken dimension
+
+
+def test_warnings_json_and_typed_errors(demo_settings: Settings) -> None:
+    ok = run("warnings", "fulda", "--issued", "1984-02-01", "--json", settings=demo_settings)
+    assert ok.returncode == 0, ok.stderr
+    regions = json.loads(ok.stdout)
+    assert len(regions) == 5 and all(0 <= r["flood_probability"]["2"] <= 1 for r in regions)
+    unknown = run("warnings", "rhine", settings=demo_settings)
+    assert unknown.returncode == 2 and "UnknownTwin" in unknown.stderr and "fulda" in unknown.stderr
+    neg = run("warnings", "fulda", "--members", "-3", settings=demo_settings)
+    assert neg.returncode == 2 and "members must be between 1 and 200" in neg.stderr
