@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 __all__ = ["PostgresUnavailable", "TemporaryPostgres", "find_postgres_bindir"]
 
@@ -108,7 +109,7 @@ class TemporaryPostgres:
         self.port: int | None = None
         self.tmpdir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file: object | None = None
+        self._log_file: IO[bytes] | None = None
 
     # -- public API ---------------------------------------------------------------
     @property
@@ -126,6 +127,11 @@ class TemporaryPostgres:
     @property
     def log_path(self) -> Path | None:
         return self.tmpdir / "postgres.log" if self.tmpdir else None
+
+    def create_database(self, dbname: str) -> str:
+        """Create another database on the running server and return its DSN."""
+        self._createdb(dbname)
+        return self.dsn.rsplit("/", 1)[0] + f"/{dbname}"
 
     def start(self) -> TemporaryPostgres:
         """initdb, start the server, wait until it accepts connections, create the db."""
@@ -162,7 +168,7 @@ class TemporaryPostgres:
                     os.kill(proc.pid, signal.SIGKILL)
                     proc.wait(timeout=10)
         if self._log_file is not None:
-            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file.close()
             self._log_file = None
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
@@ -218,12 +224,6 @@ class TemporaryPostgres:
         groups = os.getgrouplist(self.system_user, entry.pw_gid)
         return entry.pw_uid, entry.pw_gid, groups
 
-    def _popen_user_kwargs(self, run_as: tuple[int, int, list[int]] | None) -> dict[str, object]:
-        if run_as is None:
-            return {}
-        uid, gid, groups = run_as
-        return {"user": uid, "group": gid, "extra_groups": groups}
-
     def _initdb(self, run_as: tuple[int, int, list[int]] | None) -> None:
         assert self.bindir is not None and self.tmpdir is not None
         env = dict(os.environ, LC_ALL="C.UTF-8", LANG="C.UTF-8")
@@ -246,7 +246,9 @@ class TemporaryPostgres:
             cwd=self.tmpdir,
             env=env,
             timeout=120,
-            **self._popen_user_kwargs(run_as),  # type: ignore[arg-type]
+            user=run_as[0] if run_as else None,
+            group=run_as[1] if run_as else None,
+            extra_groups=run_as[2] if run_as else None,
         )
         if result.returncode != 0:
             raise PostgresUnavailable(
@@ -286,11 +288,13 @@ class TemporaryPostgres:
                     "max_connections=100",
                 ],
                 stdin=subprocess.DEVNULL,
-                stdout=self._log_file,  # type: ignore[arg-type]
+                stdout=self._log_file,
                 stderr=subprocess.STDOUT,
                 cwd=self.tmpdir,
                 env=env,
-                **self._popen_user_kwargs(run_as),  # type: ignore[arg-type]
+                user=run_as[0] if run_as else None,
+                group=run_as[1] if run_as else None,
+                extra_groups=run_as[2] if run_as else None,
             )
             if self._wait_ready():
                 return
@@ -332,8 +336,9 @@ class TemporaryPostgres:
             time.sleep(0.1)
         return False
 
-    def _createdb(self) -> None:
+    def _createdb(self, dbname: str | None = None) -> None:
         assert self.bindir is not None
+        dbname = dbname or self.dbname
         result = subprocess.run(
             [
                 str(self.bindir / "createdb"),
@@ -343,14 +348,14 @@ class TemporaryPostgres:
                 str(self.port),
                 "-U",
                 "postgres",
-                self.dbname,
+                dbname,
             ],
             capture_output=True,
             text=True,
             timeout=60,
         )
         if result.returncode != 0:
-            raise PostgresUnavailable(f"createdb {self.dbname} failed: {result.stderr.strip()}")
+            raise PostgresUnavailable(f"createdb {dbname} failed: {result.stderr.strip()}")
 
     def _log_tail(self, chars: int = 3000) -> str:
         path = self.log_path

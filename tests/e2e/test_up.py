@@ -86,7 +86,8 @@ def test_search_by_bbox_datetime_collection_then_open_the_zarr(mesh) -> None:
     client = Client.open(mesh["url"])
     found = list(
         client.search(
-            bbox=[9.5, 50.5, 9.9, 50.9], datetime="1985-01-01/1985-12-31",
+            bbox=[9.5, 50.5, 9.9, 50.9],
+            datetime="1985-01-01/1985-12-31",
             collections=["fulda-forcing"],
         ).items()
     )
@@ -101,8 +102,11 @@ def test_search_by_bbox_datetime_collection_then_open_the_zarr(mesh) -> None:
 def test_get_search_works_for_browsers_and_curl(mesh) -> None:
     r = httpx.get(
         f"{mesh['url']}/search",
-        params={"collections": "fulda-spi-3", "bbox": "9.5,50.5,9.9,50.9",
-                "datetime": "1980-01-01T00:00:00Z/1981-01-01T00:00:00Z"},
+        params={
+            "collections": "fulda-spi-3",
+            "bbox": "9.5,50.5,9.9,50.9",
+            "datetime": "1980-01-01T00:00:00Z/1981-01-01T00:00:00Z",
+        },
     )
     assert r.status_code == 200, r.text
     assert [f["id"] for f in r.json()["features"]] == ["fulda-spi-3"]

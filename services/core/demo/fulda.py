@@ -263,7 +263,7 @@ def _provenance(
     generated: bool,
     seed: int | None = None,
 ) -> xr.Dataset:
-    attrs = {
+    attrs: dict[str, object] = {
         "Conventions": "CF-1.10",
         "title": title,
         "institution": "twinmesh demo twin",

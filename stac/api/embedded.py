@@ -1,0 +1,1210 @@
+"""The embedded STAC API backend: the static catalogue indexed in one SQLite file.
+
+A laptop runs the mesh without a database server, so the catalogue search of
+twinmesh defaults to this backend. :func:`load_catalog_embedded` reads the static
+catalogue (``catalog.json`` → collections → items, relative links) and writes an
+index: a table of collections, a table of items with sortable datetime and bbox
+columns, and an R*Tree on the bboxes. :class:`EmbeddedIndex` answers item search
+with the R*Tree as spatial prefilter, exact bbox columns for rectangles and shapely
+for everything else, and keyset paging tokens. :class:`EmbeddedCoreClient` is the
+stac-fastapi client over it, so routes, request models and conformance come from
+stac-fastapi exactly as for the pgstac backend.
+
+The normalised reading of the static catalogue (:func:`read_catalog`) and its
+fingerprint (:func:`catalog_fingerprint`) are shared with the pgstac backend, so both
+serve the same documents.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
+
+import attr
+import orjson
+import shapely
+from brotli_asgi import BrotliMiddleware
+from fastapi import FastAPI
+from shapely.geometry import box, shape
+from shapely.geometry.base import BaseGeometry
+from stac_fastapi.api.app import StacApi
+from stac_fastapi.api.middleware import ProxyHeaderMiddleware
+from stac_fastapi.api.models import (
+    ItemCollectionUri,
+    create_get_request_model,
+    create_post_request_model,
+    create_request_model,
+)
+from stac_fastapi.extensions import TokenPaginationExtension
+from stac_fastapi.extensions.sort import ItemCollectionSortExtension, SearchSortExtension
+from stac_fastapi.types.config import ApiSettings
+from stac_fastapi.types.core import BaseCoreClient
+from stac_fastapi.types.errors import InvalidQueryParameter, NotFoundError
+from stac_fastapi.types.requests import get_base_url
+from stac_fastapi.types.rfc3339 import rfc3339_str_to_datetime
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+
+from services.core.errors import DataNotReady
+
+__all__ = [
+    "INFERRED_LINK_RELS",
+    "CatalogLoad",
+    "EmbeddedCoreClient",
+    "EmbeddedIndex",
+    "SearchPage",
+    "SearchQuery",
+    "StaticCatalog",
+    "catalog_fingerprint",
+    "create_embedded_api",
+    "index_fingerprint",
+    "item_time_range_us",
+    "load_catalog_embedded",
+    "make_search_query",
+    "parse_bbox",
+    "parse_datetime_interval",
+    "parse_intersects",
+    "parse_sortby",
+    "read_catalog",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Link relations the API computes from its own URLs; stored copies are dropped.
+INFERRED_LINK_RELS = frozenset({"self", "parent", "collection", "root", "item", "items", "child"})
+#: Bump when the SQLite layout changes: an index of another version is rebuilt.
+INDEX_SCHEMA_VERSION = "1"
+#: The STAC API cap on a page (stac-fastapi crops ``limit`` to the same value).
+MAX_LIMIT = 10_000
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+_GEO_JSON = "application/geo+json"
+_JSON = "application/json"
+
+
+# --------------------------------------------------------------------------------------
+# Reading the static catalogue (shared with the pgstac backend)
+# --------------------------------------------------------------------------------------
+def _absolute_href(href: str, base_dir: str) -> str:
+    if "://" in href or os.path.isabs(href):
+        return href
+    return os.path.normpath(os.path.join(base_dir, href))
+
+
+def _normalise(doc: dict[str, Any], doc_path: str) -> dict[str, Any]:
+    """Drop inferred links, make the remaining link and asset hrefs absolute."""
+    base_dir = os.path.dirname(doc_path)
+    doc["links"] = [
+        {**link, "href": _absolute_href(link["href"], base_dir)}
+        for link in doc.get("links", [])
+        if link.get("rel") not in INFERRED_LINK_RELS and "href" in link
+    ]
+    assets = doc.get("assets")
+    if isinstance(assets, dict):
+        for asset in assets.values():
+            if isinstance(asset, dict) and isinstance(asset.get("href"), str):
+                asset["href"] = _absolute_href(asset["href"], base_dir)
+    return doc
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    with open(path, "rb") as fh:
+        return orjson.loads(fh.read())
+
+
+def _links(doc: dict[str, Any], rel: str, doc_path: str) -> list[str]:
+    base_dir = os.path.dirname(doc_path)
+    return [
+        _absolute_href(link["href"], base_dir)
+        for link in doc.get("links", [])
+        if link.get("rel") == rel and isinstance(link.get("href"), str)
+    ]
+
+
+@dataclass
+class StaticCatalog:
+    """A static STAC catalogue on disk, read into API-ready documents.
+
+    ``collections`` are read eagerly (few); :meth:`items` streams the items so a
+    large catalogue is never held in memory at once. Every document has its inferred
+    links (self, parent, root, ...) removed, since the API writes its own, and every
+    other relative href made absolute.
+    """
+
+    root: Path
+    catalog: dict[str, Any]
+    collections: list[dict[str, Any]]
+    _documents: list[str] = field(default_factory=list, repr=False)
+    _item_files: dict[str, list[str]] = field(default_factory=dict, repr=False)
+
+    def items(self) -> Iterator[dict[str, Any]]:
+        for collection_id, paths in self._item_files.items():
+            for path in paths:
+                try:
+                    item = _normalise(_read_json(path), path)
+                except FileNotFoundError:
+                    logger.warning("collection %r links a missing item %s", collection_id, path)
+                    continue
+                item.setdefault("collection", collection_id)
+                if item["collection"] != collection_id:
+                    logger.warning(
+                        "item %s names collection %r but is linked from %r; using the latter",
+                        path,
+                        item["collection"],
+                        collection_id,
+                    )
+                    item["collection"] = collection_id
+                yield item
+
+    @property
+    def item_count(self) -> int:
+        return sum(len(paths) for paths in self._item_files.values())
+
+    def fingerprint(self) -> str:
+        """A hash of every document served (paths and bytes): changes when they do.
+
+        Contents rather than modification times, so a rebuild that writes
+        byte-identical files (the catalogue builder is idempotent) forces no re-index;
+        only files reachable from ``catalog.json`` count, not whatever else the
+        directory holds.
+        """
+        prefix = str(self.root) + os.sep
+        digest = hashlib.blake2b(digest_size=16)
+        paths = self._documents + [p for paths in self._item_files.values() for p in paths]
+        for path in sorted(paths):
+            digest.update((path.removeprefix(prefix) + "\0").encode())
+            try:
+                with open(path, "rb") as fh:
+                    digest.update(hashlib.blake2b(fh.read(), digest_size=16).digest())
+            except FileNotFoundError:
+                digest.update(b"missing")
+        return digest.hexdigest()
+
+
+def read_catalog(catalog_dir: str | os.PathLike[str]) -> StaticCatalog:
+    """Read ``catalog_dir/catalog.json`` and every collection reachable from it.
+
+    Nested catalogues are followed; items linked directly from a catalogue (not from
+    a collection) cannot be served by a STAC API and are skipped with a warning.
+    """
+    root = Path(catalog_dir).resolve()
+    catalog_path = str(root / "catalog.json")
+    if not os.path.isfile(catalog_path):
+        raise FileNotFoundError(
+            f"No static STAC catalogue at {catalog_path}: build the catalogue first "
+            "(it is written to settings.catalog_dir)."
+        )
+    catalog = _read_json(catalog_path)
+    collections: list[dict[str, Any]] = []
+    item_files: dict[str, list[str]] = {}
+    documents = [catalog_path]
+    pending: list[str] = _links(catalog, "child", catalog_path)
+    if _links(catalog, "item", catalog_path):
+        logger.warning("%s links items outside any collection; they are not served", catalog_path)
+    while pending:
+        path = os.path.realpath(pending.pop(0))
+        if path in documents:
+            continue
+        documents.append(path)
+        doc = _read_json(path)
+        pending.extend(_links(doc, "child", path))
+        if doc.get("type") != "Collection":
+            if _links(doc, "item", path):
+                logger.warning("%s links items outside any collection; not served", path)
+            continue
+        item_paths = _links(doc, "item", path)
+        collection = _normalise(doc, path)
+        if collection["id"] in item_files:
+            logger.warning("collection %r appears twice; keeping the first", collection["id"])
+            continue
+        collections.append(collection)
+        item_files[collection["id"]] = item_paths
+    return StaticCatalog(
+        root=root,
+        catalog=catalog,
+        collections=collections,
+        _documents=documents,
+        _item_files=item_files,
+    )
+
+
+def catalog_fingerprint(catalog_dir: str | os.PathLike[str]) -> str:
+    """The fingerprint of the catalogue at ``catalog_dir``; ``"missing"`` if there is none.
+
+    See :meth:`StaticCatalog.fingerprint`: the index records it, and start-up compares
+    it to decide whether the catalogue must be loaded again.
+    """
+    if not (Path(catalog_dir) / "catalog.json").is_file():
+        return "missing"
+    return read_catalog(catalog_dir).fingerprint()
+
+
+@dataclass(frozen=True)
+class CatalogLoad:
+    """What a load did: how many collections and items, from which catalogue state."""
+
+    backend: str
+    collections: int
+    items: int
+    fingerprint: str
+    seconds: float
+    skipped: bool = False
+
+
+# --------------------------------------------------------------------------------------
+# Parsing search parameters (shared with the request validation in app.py)
+# --------------------------------------------------------------------------------------
+def _to_us(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // _ONE_US
+
+
+def _item_time_us(value: Any) -> int | None:
+    if not isinstance(value, str):
+        return None
+    return _to_us(datetime.fromisoformat(value))
+
+
+def item_time_range_us(properties: dict[str, Any]) -> tuple[int, int, int] | None:
+    """(datetime, start, end) of an item in µs since the epoch; None without any time.
+
+    The range an item covers is ``start_datetime``..``end_datetime`` when both are
+    given, else its instant ``datetime`` — the semantics pgstac uses, so both
+    backends answer temporal searches alike.
+    """
+    instant = _item_time_us(properties.get("datetime"))
+    start = _item_time_us(properties.get("start_datetime"))
+    end = _item_time_us(properties.get("end_datetime"))
+    if start is None or end is None:
+        start = end = instant
+    if start is None or end is None:
+        return None
+    if instant is None:
+        instant = start
+    return instant, start, end
+
+
+def parse_bbox(values: Sequence[Any] | str) -> tuple[float, float, float, float]:
+    """A search bbox as (minx, miny, maxx, maxy) in WGS84, or InvalidQueryParameter.
+
+    Accepts 4 or 6 numbers (a 3D bbox's heights are ignored). Longitudes must lie in
+    [-180, 180], latitudes in [-90, 90], and each minimum must not exceed its maximum:
+    a box that crosses the antimeridian is to be sent as two searches.
+    """
+    if isinstance(values, str):
+        try:
+            values = [float(v) for v in values.split(",")]
+        except ValueError:
+            raise InvalidQueryParameter(
+                f"bbox {values!r} is not a comma-separated list of numbers; expected "
+                "minx,miny,maxx,maxy, e.g. bbox=5.9,45.8,10.5,47.8"
+            ) from None
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise InvalidQueryParameter(f"bbox {list(values)!r} must contain only numbers") from None
+    if len(numbers) == 6:
+        numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
+    elif len(numbers) != 4:
+        raise InvalidQueryParameter(
+            f"bbox has {len(numbers)} values; expected 4 (minx,miny,maxx,maxy) or 6 "
+            "(minx,miny,minz,maxx,maxy,maxz)"
+        )
+    minx, miny, maxx, maxy = numbers
+    if not all(map(_finite, numbers)):
+        raise InvalidQueryParameter(f"bbox {numbers} contains a value that is not finite")
+    if not (-180 <= minx <= 180 and -180 <= maxx <= 180):
+        raise InvalidQueryParameter(f"bbox longitudes {minx}, {maxx} must lie in [-180, 180]")
+    if not (-90 <= miny <= 90 and -90 <= maxy <= 90):
+        raise InvalidQueryParameter(f"bbox latitudes {miny}, {maxy} must lie in [-90, 90]")
+    if minx > maxx or miny > maxy:
+        raise InvalidQueryParameter(
+            f"bbox {numbers} has a minimum greater than its maximum; expected "
+            "minx <= maxx and miny <= maxy (split a box that crosses the antimeridian "
+            "into two searches)"
+        )
+    return minx, miny, maxx, maxy
+
+
+def _finite(value: float) -> bool:
+    return value == value and value not in (float("inf"), float("-inf"))
+
+
+def parse_datetime_interval(value: str) -> tuple[int | None, int | None]:
+    """An RFC 3339 instant or interval as (start_us, end_us); None for an open end.
+
+    Accepts ``T``, ``T1/T2``, ``../T2``, ``T1/..`` (an empty side is open too).
+    Raises InvalidQueryParameter for anything else, for ``../..`` and for intervals
+    whose start is after their end.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidQueryParameter("datetime is empty; expected an RFC 3339 instant or interval")
+    parts = value.split("/")
+    if len(parts) > 2:
+        raise InvalidQueryParameter(
+            f"datetime {value!r} has more than one '/'; expected an instant or start/end"
+        )
+    bounds: list[int | None] = []
+    for part in parts:
+        if part in ("", ".."):
+            bounds.append(None)
+            continue
+        try:
+            bounds.append(_to_us(rfc3339_str_to_datetime(part)))
+        except (ValueError, OverflowError):
+            raise InvalidQueryParameter(
+                f"datetime {part!r} is not an RFC 3339 date-time; expected e.g. "
+                "2020-01-01T00:00:00Z, 2020-01-01T00:00:00Z/2020-12-31T23:59:59Z or "
+                "../2020-12-31T23:59:59Z"
+            ) from None
+    if len(bounds) == 1:
+        if bounds[0] is None:
+            raise InvalidQueryParameter(f"datetime {value!r} is not an RFC 3339 date-time")
+        return bounds[0], bounds[0]
+    start, end = bounds
+    if start is None and end is None:
+        raise InvalidQueryParameter("datetime '../..' is open at both ends; give one bound")
+    if start is not None and end is not None and start > end:
+        raise InvalidQueryParameter(
+            f"datetime interval {value!r} starts after it ends; expected start <= end"
+        )
+    return start, end
+
+
+def parse_intersects(value: Any) -> BaseGeometry:
+    """A GeoJSON geometry (dict or JSON text) as a valid shapely geometry."""
+    if isinstance(value, str | bytes):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise InvalidQueryParameter("intersects is not valid JSON") from None
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(exclude_none=True)
+    if isinstance(value, dict) and value.get("type") == "Feature":
+        value = value.get("geometry")
+    if not isinstance(value, dict) or "type" not in value:
+        raise InvalidQueryParameter("intersects must be a GeoJSON geometry object")
+    try:
+        geom = shape(value)
+    except Exception as exc:  # shapely raises several types for bad GeoJSON
+        raise InvalidQueryParameter(f"intersects is not a valid GeoJSON geometry: {exc}") from None
+    if geom.is_empty:
+        raise InvalidQueryParameter("intersects is an empty geometry")
+    minx, miny, maxx, maxy = geom.bounds
+    if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
+        raise InvalidQueryParameter("intersects lies outside (-180, -90, 180, 90)")
+    if not geom.is_valid:
+        geom = shapely.make_valid(geom)
+    return geom
+
+
+_SORT_COLUMNS = {
+    "datetime": "dt_us",
+    "properties.datetime": "dt_us",
+    "start_datetime": "start_us",
+    "properties.start_datetime": "start_us",
+    "end_datetime": "end_us",
+    "properties.end_datetime": "end_us",
+    "id": "id",
+    "collection": "collection",
+}
+
+
+def parse_sortby(sortby: Any) -> list[tuple[str, str]]:
+    """``sortby`` (GET strings ``-datetime`` or POST objects) as (column, asc|desc)."""
+    if not sortby:
+        return []
+    if isinstance(sortby, str):
+        sortby = sortby.split(",")
+    result: list[tuple[str, str]] = []
+    for entry in sortby:
+        if isinstance(entry, str):
+            entry = entry.strip()
+            direction = "desc" if entry.startswith("-") else "asc"
+            name = entry.lstrip("+-").strip()
+        else:
+            if hasattr(entry, "model_dump"):
+                entry = entry.model_dump()
+            name = str(entry.get("field", ""))
+            direction = str(getattr(entry.get("direction"), "value", entry.get("direction")))
+            direction = (direction or "asc").lower()
+        column = _SORT_COLUMNS.get(name)
+        if column is None:
+            raise InvalidQueryParameter(
+                f"cannot sort by {name!r}; sortable fields are "
+                "datetime, start_datetime, end_datetime, id and collection"
+            )
+        if direction not in ("asc", "desc"):
+            raise InvalidQueryParameter(f"sort direction {direction!r} must be asc or desc")
+        if column not in (c for c, _ in result):
+            result.append((column, direction))
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# The SQLite index
+# --------------------------------------------------------------------------------------
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE collections (
+    id TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    doc BLOB NOT NULL
+);
+CREATE TABLE items (
+    rowid INTEGER PRIMARY KEY,
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    dt_us INTEGER NOT NULL,
+    start_us INTEGER NOT NULL,
+    end_us INTEGER NOT NULL,
+    minx REAL, miny REAL, maxx REAL, maxy REAL,
+    is_box INTEGER NOT NULL DEFAULT 0,
+    geom BLOB,
+    doc BLOB NOT NULL,
+    UNIQUE (collection, id)
+);
+CREATE VIRTUAL TABLE items_rtree USING rtree(id, minx, maxx, miny, maxy);
+"""
+
+_INDEXES = """
+CREATE INDEX items_dt ON items (dt_us, id, collection);
+CREATE INDEX items_collection_dt ON items (collection, dt_us, id);
+CREATE INDEX items_start ON items (start_us);
+CREATE INDEX items_collection_start ON items (collection, start_us);
+CREATE INDEX items_end ON items (end_us);
+CREATE INDEX items_id ON items (id);
+ANALYZE;
+"""
+
+
+def _rectangle_bounds(geometry: dict[str, Any]) -> tuple[float, float, float, float] | None:
+    """Bounds of a GeoJSON polygon that is an axis-aligned rectangle, else None.
+
+    Most catalogue footprints are such boxes; recognising them from the coordinates
+    spares building a shapely geometry per item, and their bbox test is exact.
+    """
+    if geometry.get("type") != "Polygon":
+        return None
+    rings = geometry.get("coordinates") or []
+    if len(rings) != 1 or len(rings[0]) != 5:
+        return None
+    ring = rings[0]
+    try:
+        points = [(float(p[0]), float(p[1])) for p in ring]
+    except (TypeError, ValueError, IndexError):
+        return None
+    if points[0] != points[4] or len(set(points[:4])) != 4:
+        return None
+    xs = {x for x, _ in points}
+    ys = {y for _, y in points}
+    if len(xs) != 2 or len(ys) != 2:
+        return None
+    if any(a[0] != b[0] and a[1] != b[1] for a, b in zip(points, points[1:], strict=False)):
+        return None
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _item_row(item: dict[str, Any]) -> tuple[Any, ...] | None:
+    times = item_time_range_us(item.get("properties") or {})
+    if times is None:
+        logger.warning(
+            "item %s/%s has neither datetime nor start/end_datetime; not indexed",
+            item.get("collection"),
+            item.get("id"),
+        )
+        return None
+    bounds: tuple[float, float, float, float] | tuple[None, None, None, None]
+    bounds = (None, None, None, None)
+    is_box = 0
+    geom_wkb = None
+    geometry = item.get("geometry")
+    if geometry:
+        rectangle = _rectangle_bounds(geometry)
+        if rectangle is not None:
+            bounds, is_box = rectangle, 1
+        else:
+            geom = shape(geometry)
+            if not geom.is_empty:
+                bounds = geom.bounds
+                geom_wkb = shapely.to_wkb(geom)
+    return (
+        item["collection"],
+        item["id"],
+        *times,
+        *bounds,
+        is_box,
+        geom_wkb,
+        orjson.dumps(item),
+    )
+
+
+def load_catalog_embedded(
+    db_path: str | os.PathLike[str], catalog_dir: str | os.PathLike[str]
+) -> CatalogLoad:
+    """(Re)build the SQLite index at ``db_path`` from the static catalogue.
+
+    The index is built in a temporary file next to ``db_path`` and moved over it with
+    ``os.replace``: readers see the old index or the new one, never half of one, and a
+    crash during the build leaves the old index in place. Servers holding the old file
+    open notice the replacement on their next request.
+    """
+    started = time.perf_counter()
+    db_path = Path(db_path)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    catalog = read_catalog(catalog_dir)
+    fingerprint = catalog.fingerprint()
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{db_path.name}.", suffix=".tmp", dir=db_path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp_name)
+    n_items = 0
+    try:
+        conn = sqlite3.connect(tmp_path)
+        try:
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
+            conn.executescript(_SCHEMA)
+            with conn:
+                conn.executemany(
+                    "INSERT INTO collections (id, position, doc) VALUES (?, ?, ?)",
+                    [(c["id"], i, orjson.dumps(c)) for i, c in enumerate(catalog.collections)],
+                )
+                for item in catalog.items():
+                    row = _item_row(item)
+                    if row is None:
+                        continue
+                    rowid = conn.execute(
+                        "INSERT INTO items (collection, id, dt_us, start_us, end_us, minx, miny,"
+                        " maxx, maxy, is_box, geom, doc) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+                        " ON CONFLICT (collection, id) DO UPDATE SET dt_us=excluded.dt_us,"
+                        " start_us=excluded.start_us, end_us=excluded.end_us,"
+                        " minx=excluded.minx, miny=excluded.miny, maxx=excluded.maxx,"
+                        " maxy=excluded.maxy, is_box=excluded.is_box, geom=excluded.geom,"
+                        " doc=excluded.doc RETURNING rowid",
+                        row,
+                    ).fetchone()[0]
+                    n_items += 1
+                    if row[5] is not None:
+                        conn.execute(
+                            "INSERT OR REPLACE INTO items_rtree (id, minx, maxx, miny, maxy)"
+                            " VALUES (?, ?, ?, ?, ?)",
+                            (rowid, row[5], row[7], row[6], row[8]),
+                        )
+                conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [
+                        ("schema_version", INDEX_SCHEMA_VERSION),
+                        ("catalog_dir", str(catalog.root)),
+                        ("catalog_fingerprint", fingerprint),
+                        ("built_at", datetime.now(UTC).isoformat()),
+                        ("catalog_id", str(catalog.catalog.get("id", ""))),
+                        ("catalog_title", str(catalog.catalog.get("title", ""))),
+                        ("catalog_description", str(catalog.catalog.get("description", ""))),
+                    ],
+                )
+            with conn:
+                conn.execute(
+                    "INSERT INTO meta (key, value)"
+                    " SELECT 'max_duration_us', coalesce(max(end_us - start_us), 0) FROM items"
+                )
+            conn.executescript(_INDEXES)
+            n_rows = conn.execute("SELECT count(*) FROM items").fetchone()[0]
+        finally:
+            conn.close()
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, db_path)
+        _fsync_dir(db_path.parent)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    seconds = time.perf_counter() - started
+    logger.info(
+        "embedded STAC index %s: %d collections, %d items in %.2fs",
+        db_path,
+        len(catalog.collections),
+        n_rows,
+        seconds,
+    )
+    return CatalogLoad("embedded", len(catalog.collections), n_rows, fingerprint, seconds)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def index_fingerprint(db_path: str | os.PathLike[str]) -> str | None:
+    """The catalogue fingerprint an index was built from; None if absent or outdated."""
+    path = Path(db_path)
+    if not path.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    if meta.get("schema_version") != INDEX_SCHEMA_VERSION:
+        return None
+    return meta.get("catalog_fingerprint")
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A validated item search; every field is optional and the fields are ANDed."""
+
+    collections: tuple[str, ...] | None = None
+    ids: tuple[str, ...] | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    intersects: BaseGeometry | None = None
+    interval: tuple[int | None, int | None] | None = None
+    limit: int = 10
+    sortby: tuple[tuple[str, str], ...] = ()
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of results and the token of the next page (None on the last)."""
+
+    items: list[dict[str, Any]]
+    next_token: str | None
+
+
+def make_search_query(
+    *,
+    collections: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+    bbox: Any = None,
+    intersects: Any = None,
+    datetime: str | None = None,
+    limit: int | None = None,
+    sortby: Any = None,
+    token: str | None = None,
+) -> SearchQuery:
+    """A validated :class:`SearchQuery` from STAC API search parameters (GET or POST form).
+
+    Raises InvalidQueryParameter (a 400 in the API) for anything malformed.
+    """
+    if bbox is not None and intersects is not None:
+        raise InvalidQueryParameter("bbox and intersects are mutually exclusive; give one")
+    limit = 10 if limit is None else int(limit)
+    if limit < 1:
+        raise InvalidQueryParameter(f"limit {limit} must be a positive integer")
+    return SearchQuery(
+        collections=tuple(collections) if collections else None,
+        ids=tuple(ids) if ids else None,
+        bbox=parse_bbox(bbox) if bbox is not None else None,
+        intersects=parse_intersects(intersects) if intersects is not None else None,
+        interval=parse_datetime_interval(datetime) if datetime else None,
+        limit=min(limit, MAX_LIMIT),
+        sortby=tuple(parse_sortby(sortby)),
+        token=token or None,
+    )
+
+
+_DEFAULT_SORT = (("dt_us", "desc"), ("id", "desc"), ("collection", "desc"))
+
+
+class _ThreadState(threading.local):
+    conn: sqlite3.Connection | None = None
+    stat: tuple[int, int, int] | None = None
+    max_duration_us: int | None = None
+    geometries: dict[int, BaseGeometry]
+
+    def __init__(self) -> None:
+        self.geometries = {}
+
+
+class EmbeddedIndex:
+    """Read access to an index built by :func:`load_catalog_embedded`.
+
+    One read-only SQLite connection per thread (stac-fastapi runs sync clients in a
+    thread pool). Each call checks whether the file was replaced by a rebuild and, if
+    so, reopens it, so a running server serves a reloaded catalogue at once.
+    """
+
+    def __init__(self, db_path: str | os.PathLike[str]) -> None:
+        self.db_path = Path(db_path).resolve()
+        self._local = _ThreadState()
+
+    # -- connections --------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        state = self._local
+        try:
+            st = os.stat(self.db_path)
+        except FileNotFoundError:
+            raise DataNotReady(
+                f"The embedded STAC index {self.db_path} does not exist; load the catalogue "
+                "(stac.api.app.load_catalog) or restart the STAC API to build it."
+            ) from None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if state.conn is None or state.stat != key:
+            if state.conn is not None:
+                state.conn.close()
+            # immutable=1: the file is never changed in place, only replaced, so
+            # SQLite may skip locking and change detection.
+            conn = sqlite3.connect(f"{self.db_path.as_uri()}?mode=ro&immutable=1", uri=True)
+            geometries = state.geometries
+
+            def tm_intersects(
+                key: int, wkb: bytes | None, minx: float, miny: float, maxx: float, maxy: float
+            ) -> int:
+                # Rectangular items are stored without a geometry: their bounds say it all.
+                item = shapely.from_wkb(wkb) if wkb is not None else box(minx, miny, maxx, maxy)
+                return int(geometries[key].intersects(item))
+
+            conn.create_function("tm_intersects", 6, tm_intersects)
+            state.conn, state.stat, state.max_duration_us = conn, key, None
+        return state.conn
+
+    def _max_duration_us(self) -> int:
+        """The longest item time range, read once per opened index file."""
+        self._connection()
+        state = self._local
+        if state.max_duration_us is None:
+            conn = state.conn
+            assert conn is not None
+            row = conn.execute("SELECT value FROM meta WHERE key = 'max_duration_us'").fetchone()
+            if row is None:
+                row = conn.execute("SELECT max(end_us - start_us) FROM items").fetchone()
+            state.max_duration_us = int(row[0] or 0)
+        return state.max_duration_us
+
+    def meta(self) -> dict[str, str]:
+        return dict(self._connection().execute("SELECT key, value FROM meta").fetchall())
+
+    # -- collections and items ----------------------------------------------------
+    def collections(self) -> list[dict[str, Any]]:
+        rows = self._connection().execute("SELECT doc FROM collections ORDER BY position")
+        return [orjson.loads(doc) for (doc,) in rows]
+
+    def collection(self, collection_id: str) -> dict[str, Any] | None:
+        row = (
+            self._connection()
+            .execute("SELECT doc FROM collections WHERE id = ?", (collection_id,))
+            .fetchone()
+        )
+        return orjson.loads(row[0]) if row else None
+
+    def item(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
+        row = (
+            self._connection()
+            .execute(
+                "SELECT doc FROM items WHERE collection = ? AND id = ?", (collection_id, item_id)
+            )
+            .fetchone()
+        )
+        return orjson.loads(row[0]) if row else None
+
+    # -- search -------------------------------------------------------------------
+    def search(self, query: SearchQuery) -> SearchPage:
+        """Items matching ``query``, one page, in sort order (default: newest first)."""
+        order = list(query.sortby) or list(_DEFAULT_SORT)
+        for column, _ in _DEFAULT_SORT[1:]:
+            if column not in (c for c, _ in order):
+                order.append((column, "desc"))
+        signature = ",".join(f"{c}:{d}" for c, d in order)
+
+        where: list[str] = []
+        params: list[Any] = []
+        join = ""
+        geom_key: int | None = None
+        state = self._local
+        conn = self._connection()
+
+        if query.collections is not None:
+            where.append(f"i.collection IN ({','.join('?' * len(query.collections))})")
+            params.extend(query.collections)
+        if query.ids is not None:
+            where.append(f"i.id IN ({','.join('?' * len(query.ids))})")
+            params.extend(query.ids)
+        if query.interval is not None:
+            start, end = query.interval
+            if end is not None:
+                where.append("i.start_us <= ?")
+                params.append(end)
+            if start is not None:
+                where.append("i.end_us >= ?")
+                params.append(start)
+                # Implied by end_us >= start and the longest item range: bounds the
+                # start_us index from below, so a short window reads few rows.
+                where.append("i.start_us >= ?")
+                params.append(start - self._max_duration_us())
+
+        spatial = query.intersects
+        if spatial is None and query.bbox is not None:
+            spatial = box(*query.bbox)
+        if spatial is not None:
+            minx, miny, maxx, maxy = spatial.bounds
+            join = "JOIN items_rtree r ON r.id = i.rowid"
+            where.append("r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ?")
+            params.extend([maxx, minx, maxy, miny])
+            where.append("i.minx <= ? AND i.maxx >= ? AND i.miny <= ? AND i.maxy >= ?")
+            params.extend([maxx, minx, maxy, miny])
+            query_is_box = query.intersects is None or box(*spatial.bounds).equals(spatial)
+            shapely.prepare(spatial)
+            geom_key = id(spatial)
+            state.geometries[geom_key] = spatial
+            if query_is_box:
+                where.append(
+                    "(i.is_box = 1 OR tm_intersects(?, i.geom, i.minx, i.miny, i.maxx, i.maxy))"
+                )
+            else:
+                where.append("tm_intersects(?, i.geom, i.minx, i.miny, i.maxx, i.maxy)")
+            params.append(geom_key)
+
+        if query.token:
+            where.append(self._keyset_condition(query.token, order, signature, params))
+
+        sql = (
+            f"SELECT i.doc, {', '.join('i.' + c for c, _ in order)} FROM items i {join}"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + f" ORDER BY {', '.join(f'i.{c} {d.upper()}' for c, d in order)} LIMIT ?"
+        )
+        params.append(query.limit + 1)
+        try:
+            rows = conn.execute(sql, params).fetchall()
+        finally:
+            if geom_key is not None:
+                state.geometries.pop(geom_key, None)
+        next_token = None
+        if len(rows) > query.limit:
+            rows = rows[: query.limit]
+            next_token = _encode_token(signature, list(rows[-1][1:]))
+        return SearchPage([orjson.loads(row[0]) for row in rows], next_token)
+
+    @staticmethod
+    def _keyset_condition(
+        token: str, order: list[tuple[str, str]], signature: str, params: list[Any]
+    ) -> str:
+        """Rows strictly after the token's key in ``order`` (mixed directions allowed)."""
+        token_signature, key = _decode_token(token)
+        if token_signature != signature or len(key) != len(order):
+            raise InvalidQueryParameter(
+                "token belongs to a search with another sort order; restart paging without it"
+            )
+        clauses = []
+        for i, (column, direction) in enumerate(order):
+            parts = [f"i.{c} = ?" for c, _ in order[:i]]
+            parts.append(f"i.{column} {'<' if direction == 'desc' else '>'} ?")
+            params.extend(key[: i + 1])
+            clauses.append("(" + " AND ".join(parts) + ")")
+        return "(" + " OR ".join(clauses) + ")"
+
+
+def _encode_token(signature: str, key: list[Any]) -> str:
+    raw = orjson.dumps({"s": signature, "k": key})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> tuple[str, list[Any]]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = orjson.loads(base64.urlsafe_b64decode(padded))
+        return str(data["s"]), list(data["k"])
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise InvalidQueryParameter(
+            f"token {token!r} is not a paging token of this API; follow the next link"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------
+# The stac-fastapi client
+# --------------------------------------------------------------------------------------
+def _with_query_param(url: str, name: str, value: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
+    query.append((name, value))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@attr.s(kw_only=True)
+class EmbeddedCoreClient(BaseCoreClient):
+    """stac-fastapi core client over an :class:`EmbeddedIndex`.
+
+    Links (self, parent, collection, root, items, next) are written from the request's
+    base URL, so the same index serves correctly behind any host name or proxy.
+    """
+
+    index: EmbeddedIndex = attr.ib()
+    landing_page_id: str = attr.ib(default="twinmesh")
+
+    # -- links --------------------------------------------------------------------
+    @staticmethod
+    def _base(request: Request) -> str:
+        base = get_base_url(request)
+        return base if base.endswith("/") else base + "/"
+
+    def _collection_links(self, base: str, collection_id: str) -> list[dict[str, Any]]:
+        href = urljoin(base, f"collections/{quote(collection_id, safe='')}")
+        return [
+            {"rel": "self", "type": _JSON, "href": href},
+            {"rel": "parent", "type": _JSON, "href": base},
+            {"rel": "root", "type": _JSON, "href": base},
+            {"rel": "items", "type": _GEO_JSON, "href": f"{href}/items"},
+        ]
+
+    def _item_links(self, base: str, item: dict[str, Any]) -> list[dict[str, Any]]:
+        collection_href = urljoin(base, f"collections/{quote(item['collection'], safe='')}")
+        return [
+            {
+                "rel": "self",
+                "type": _GEO_JSON,
+                "href": f"{collection_href}/items/{quote(item['id'], safe='')}",
+            },
+            {"rel": "parent", "type": _JSON, "href": collection_href},
+            {"rel": "collection", "type": _JSON, "href": collection_href},
+            {"rel": "root", "type": _JSON, "href": base},
+        ]
+
+    def _present_collection(self, base: str, collection: dict[str, Any]) -> dict[str, Any]:
+        collection["links"] = self._collection_links(base, collection["id"]) + list(
+            collection.get("links", [])
+        )
+        return collection
+
+    def _present_item(self, base: str, item: dict[str, Any]) -> dict[str, Any]:
+        item["links"] = self._item_links(base, item) + list(item.get("links", []))
+        return item
+
+    def _next_link(self, request: Request, token: str, body: dict[str, Any] | None) -> dict:
+        if body is None:
+            return {
+                "rel": "next",
+                "type": _GEO_JSON,
+                "method": "GET",
+                "href": _with_query_param(str(request.url), "token", token),
+            }
+        return {
+            "rel": "next",
+            "type": _GEO_JSON,
+            "method": "POST",
+            "href": str(request.url),
+            "body": {**body, "token": token},
+            "merge": False,
+        }
+
+    def _item_collection(
+        self,
+        request: Request,
+        query: SearchQuery,
+        body: dict[str, Any] | None,
+        links: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        base = self._base(request)
+        page = self.index.search(query)
+        features = [self._present_item(base, item) for item in page.items]
+        if page.next_token:
+            links.append(self._next_link(request, page.next_token, body))
+        return {
+            "type": "FeatureCollection",
+            "features": features,
+            "links": links,
+            "numberReturned": len(features),
+        }
+
+    # -- BaseCoreClient -----------------------------------------------------------
+    def all_collections(self, request: Request, **kwargs: Any) -> dict[str, Any]:
+        base = self._base(request)
+        collections = [self._present_collection(base, c) for c in self.index.collections()]
+        return {
+            "collections": collections,
+            "links": [
+                {"rel": "self", "type": _JSON, "href": urljoin(base, "collections")},
+                {"rel": "parent", "type": _JSON, "href": base},
+                {"rel": "root", "type": _JSON, "href": base},
+            ],
+            "numberMatched": len(collections),
+            "numberReturned": len(collections),
+        }
+
+    def get_collection(self, collection_id: str, request: Request, **kwargs: Any) -> dict:
+        collection = self.index.collection(collection_id)
+        if collection is None:
+            raise NotFoundError(f"Collection {collection_id!r} does not exist.")
+        return self._present_collection(self._base(request), collection)
+
+    def get_item(self, item_id: str, collection_id: str, request: Request, **kwargs: Any) -> dict:
+        if self.index.collection(collection_id) is None:
+            raise NotFoundError(f"Collection {collection_id!r} does not exist.")
+        item = self.index.item(collection_id, item_id)
+        if item is None:
+            raise NotFoundError(f"Item {item_id!r} does not exist in collection {collection_id!r}.")
+        return self._present_item(self._base(request), item)
+
+    def item_collection(
+        self,
+        collection_id: str,
+        request: Request,
+        bbox: Any = None,
+        datetime: str | None = None,
+        limit: int | None = 10,
+        token: str | None = None,
+        sortby: Any = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        if self.index.collection(collection_id) is None:
+            raise NotFoundError(f"Collection {collection_id!r} does not exist.")
+        query = make_search_query(
+            collections=[collection_id],
+            bbox=bbox,
+            datetime=datetime,
+            limit=limit,
+            sortby=sortby,
+            token=token,
+        )
+        base = self._base(request)
+        collection_links = self._collection_links(base, collection_id)
+        links = [
+            {"rel": "self", "type": _GEO_JSON, "href": str(request.url)},
+            {**collection_links[0], "rel": "parent"},
+            {**collection_links[0], "rel": "collection"},
+            {"rel": "root", "type": _JSON, "href": base},
+        ]
+        return self._item_collection(request, query, None, links)
+
+    def get_search(
+        self,
+        request: Request,
+        collections: list[str] | None = None,
+        ids: list[str] | None = None,
+        bbox: Any = None,
+        intersects: str | None = None,
+        datetime: str | None = None,
+        limit: int | None = 10,
+        token: str | None = None,
+        sortby: Any = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        query = make_search_query(
+            collections=collections,
+            ids=ids,
+            bbox=bbox,
+            intersects=intersects,
+            datetime=datetime,
+            limit=limit,
+            sortby=sortby,
+            token=token,
+        )
+        return self._item_collection(request, query, None, self._search_links(request))
+
+    def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> dict:
+        query = make_search_query(
+            collections=search_request.collections,
+            ids=search_request.ids,
+            bbox=search_request.bbox,
+            intersects=search_request.intersects,
+            datetime=search_request.datetime,
+            limit=search_request.limit,
+            sortby=getattr(search_request, "sortby", None),
+            token=getattr(search_request, "token", None),
+        )
+        body = search_request.model_dump(mode="json", exclude_none=True, by_alias=True)
+        body.pop("token", None)
+        return self._item_collection(request, query, body, self._search_links(request))
+
+    def _search_links(self, request: Request) -> list[dict[str, Any]]:
+        base = self._base(request)
+        return [
+            {"rel": "self", "type": _GEO_JSON, "href": urljoin(base, "search")},
+            {"rel": "root", "type": _JSON, "href": base},
+        ]
+
+
+def create_embedded_api(
+    db_path: str | os.PathLike[str],
+    *,
+    title: str,
+    description: str,
+    version: str = "0.1.0",
+    on_startup: Callable[[], object] | None = None,
+) -> StacApi:
+    """The stac-fastapi application over the index at ``db_path``.
+
+    ``on_startup`` runs in a worker thread before the first request (the index is
+    built or refreshed there). Search supports ``sortby`` (datetime, id, collection)
+    and token paging on ``/search`` and ``/collections/{id}/items``.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if on_startup is not None:
+            await run_in_threadpool(on_startup)
+        yield
+
+    settings = ApiSettings(
+        stac_fastapi_title=title,
+        stac_fastapi_description=description,
+        stac_fastapi_version=version,
+        stac_fastapi_landing_id="twinmesh",
+        enable_direct_response=True,
+    )
+    search_extensions = [SearchSortExtension(), TokenPaginationExtension()]
+    items_extensions = [ItemCollectionSortExtension(), TokenPaginationExtension()]
+    app = FastAPI(
+        openapi_url=settings.openapi_url,
+        docs_url=settings.docs_url,
+        redoc_url=None,
+        title=title,
+        version=version,
+        description=description,
+        lifespan=lifespan,
+    )
+    return StacApi(
+        settings=settings,
+        client=EmbeddedCoreClient(index=EmbeddedIndex(db_path)),
+        extensions=[*search_extensions, items_extensions[0]],
+        app=app,
+        title=title,
+        description=description,
+        api_version=version,
+        search_get_request_model=create_get_request_model(search_extensions),
+        search_post_request_model=create_post_request_model(search_extensions),
+        items_get_request_model=create_request_model(
+            "ItemCollectionUri",
+            base_model=ItemCollectionUri,
+            extensions=items_extensions,
+            request_type="GET",
+        ),
+        middlewares=[
+            Middleware(BrotliMiddleware),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=["*"],
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["*"],
+                max_age=600,
+            ),
+            Middleware(ProxyHeaderMiddleware),
+        ],
+    )

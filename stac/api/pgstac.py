@@ -1,0 +1,277 @@
+"""The scale STAC API backend: stac-fastapi-pgstac on PostgreSQL + PostGIS + pgstac.
+
+When one machine is not enough, the same static catalogue is loaded into pgstac
+(:func:`load_catalog_pgstac`: migrations, then an idempotent upsert of collections
+and items) and served by stac-fastapi-pgstac (:func:`create_pgstac_api`). Both take
+the connection from one libpq DSN (``settings.stac.pgstac_dsn``) rather than from
+stac-fastapi-pgstac's own ``PG*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attr
+import psycopg
+from fastapi import FastAPI
+from geojson_pydantic.geometries import LineString, Point
+from psycopg.conninfo import conninfo_to_dict
+from pypgstac.db import PgstacDB
+from pypgstac.load import Loader, Methods
+from pypgstac.migrate import Migrate
+from stac_fastapi.api.app import StacApi
+from stac_fastapi.pgstac.app import instantiate_api
+from stac_fastapi.pgstac.config import PostgresSettings, Settings
+from stac_fastapi.pgstac.core import CoreCrudClient
+from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
+from stac_fastapi.pgstac.models.extensions import Extensions
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from stac.api.embedded import CatalogLoad, read_catalog
+
+__all__ = [
+    "TwinmeshPgstacClient",
+    "create_pgstac_api",
+    "load_catalog_pgstac",
+    "postgres_settings_from_dsn",
+]
+
+logger = logging.getLogger(__name__)
+
+_STATE_TABLE = "public.twinmesh_catalog_state"
+
+
+def postgres_settings_from_dsn(dsn: str, **pool: Any) -> PostgresSettings:
+    """stac-fastapi-pgstac's connection settings from a libpq URL or key=value DSN."""
+    parts = conninfo_to_dict(dsn)
+    missing = [k for k in ("host", "dbname") if not parts.get(k)]
+    if missing:
+        raise ValueError(
+            f"pgstac DSN lacks {', '.join(missing)}; expected e.g. "
+            "postgresql://user:password@127.0.0.1:5432/twinmesh"
+        )
+    return PostgresSettings(
+        pguser=str(parts.get("user") or "postgres"),
+        pgpassword=str(parts.get("password") or ""),
+        pghost=str(parts["host"]),
+        pgport=int(parts.get("port") or 5432),
+        pgdatabase=str(parts["dbname"]),
+        **pool,
+    )
+
+
+def _degenerate_bbox_as_geometry(bbox: Any) -> Point | LineString | None:
+    """A zero-width or zero-height bbox as the valid point or line it really is.
+
+    pgstac turns every bbox into ``ST_MakeEnvelope``; for a degenerate box that is a
+    collapsed, invalid polygon, and PostGIS 3.3 / GEOS 3.11 then answer
+    ``ST_Intersects`` false for every non-rectangular item, even one whose interior
+    holds the point. Sent as ``intersects`` the same search is answered correctly.
+    """
+    if not bbox:
+        return None
+    values = list(bbox)
+    if len(values) == 6:
+        values = [values[0], values[1], values[3], values[4]]
+    if len(values) != 4:
+        return None
+    minx, miny, maxx, maxy = (float(v) for v in values)
+    if minx == maxx and miny == maxy:
+        return Point(type="Point", coordinates=(minx, miny))
+    if minx == maxx or miny == maxy:
+        return LineString(type="LineString", coordinates=[(minx, miny), (maxx, maxy)])
+    return None
+
+
+@attr.s
+class TwinmeshPgstacClient(CoreCrudClient):
+    """stac-fastapi-pgstac's client with two pgstac defects worked around.
+
+    - pgstac drops ``properties.datetime`` when it is null (items described by
+      ``start_datetime``/``end_datetime``), which breaks the STAC item schema (pgstac
+      issues #158, #425): the key is restored as ``null`` on the way out.
+    - a degenerate bbox (a point or a line, ``minx == maxx`` or ``miny == maxy``)
+      misses non-rectangular items in pgstac; it is sent as ``intersects`` instead.
+    """
+
+    landing_page_id: str = attr.ib(default="twinmesh")
+
+    async def _search_base(self, search_request: Any, request: Request) -> Any:  # type: ignore[override]
+        geometry = _degenerate_bbox_as_geometry(getattr(search_request, "bbox", None))
+        if geometry is not None:
+            search_request = search_request.model_copy(
+                update={"bbox": None, "intersects": geometry}
+            )
+        item_collection = await super()._search_base(search_request, request=request)
+        for feature in item_collection.get("features", []):
+            properties = feature.get("properties")
+            if isinstance(properties, dict):
+                properties.setdefault("datetime", None)
+        return item_collection
+
+
+def create_pgstac_api(
+    dsn: str,
+    *,
+    title: str,
+    description: str,
+    version: str = "0.1.0",
+    on_startup: Callable[[], object] | None = None,
+) -> StacApi:
+    """The stac-fastapi-pgstac application on the database at ``dsn``.
+
+    ``on_startup`` runs in a worker thread before the connection pool opens (the
+    catalogue is loaded there). All of stac-fastapi-pgstac's read extensions are on;
+    transactions are off, since the static catalogue is the source of truth.
+    """
+    postgres = postgres_settings_from_dsn(dsn)
+    settings = Settings(
+        stac_fastapi_title=title,
+        stac_fastapi_description=description,
+        stac_fastapi_version=version,
+        stac_fastapi_landing_id="twinmesh",
+        enable_transactions_extensions=False,
+        cors_origins=("*",),
+        cors_methods=("GET", "POST", "OPTIONS"),
+        cors_headers=("*",),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if on_startup is not None:
+            await run_in_threadpool(on_startup)
+        await connect_to_db(app, postgres_settings=postgres)
+        try:
+            yield
+        finally:
+            await close_db_connection(app)
+
+    return instantiate_api(
+        client=TwinmeshPgstacClient,
+        extensions=Extensions(settings=settings),
+        lifespan=lifespan,
+        settings=settings,
+    )
+
+
+def _stored_fingerprint(dsn: str, catalog_root: str) -> str | None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_STATE_TABLE,)).fetchone()
+        if not (exists and exists[0]):
+            return None
+        row = conn.execute(
+            f"SELECT fingerprint FROM {_STATE_TABLE} WHERE catalog_dir = %s", (catalog_root,)
+        ).fetchone()
+    return row[0] if row else None
+
+
+def _store_fingerprint(dsn: str, catalog_root: str, fingerprint: str) -> None:
+    """Remember what was loaded, as the DSN's own user (the loader may have switched role).
+
+    Without the privilege to create the table the load still counts; only
+    ``skip_if_unchanged`` then never skips.
+    """
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_STATE_TABLE} ("
+                " catalog_dir text PRIMARY KEY, fingerprint text NOT NULL,"
+                " loaded_at timestamptz NOT NULL DEFAULT now())"
+            )
+            conn.execute(
+                f"INSERT INTO {_STATE_TABLE} (catalog_dir, fingerprint) VALUES (%s, %s)"
+                " ON CONFLICT (catalog_dir) DO UPDATE"
+                " SET fingerprint = EXCLUDED.fingerprint, loaded_at = now()",
+                (catalog_root, fingerprint),
+            )
+    except psycopg.errors.InsufficientPrivilege as exc:
+        logger.warning("pgstac: cannot record the loaded catalogue's fingerprint: %s", exc)
+
+
+def _count_items(db: PgstacDB, collection_ids: list[str]) -> int:
+    row = (
+        db.connect()
+        .execute("SELECT count(*) FROM pgstac.items WHERE collection = ANY(%s)", (collection_ids,))
+        .fetchone()
+    )
+    return int(row[0]) if row else 0
+
+
+def load_catalog_pgstac(
+    dsn: str,
+    catalog_dir: str | Path,
+    *,
+    skip_if_unchanged: bool = False,
+    prune: bool = True,
+) -> CatalogLoad:
+    """Load the static catalogue into pgstac; safe to run any number of times.
+
+    Runs the pgstac migrations (installing pgstac on first use), then upserts the
+    collections and items, so a reload changes what changed and duplicates nothing.
+    With ``prune`` the items of the catalogue's collections that the catalogue no
+    longer has are deleted, so pgstac serves what the embedded backend would. With
+    ``skip_if_unchanged`` nothing is written when the catalogue's fingerprint equals
+    the one recorded by the last load into this database.
+    """
+    started = time.perf_counter()
+    catalog = read_catalog(catalog_dir)
+    fingerprint = catalog.fingerprint()
+    collection_ids = [c["id"] for c in catalog.collections]
+    root = str(catalog.root)
+    db = PgstacDB(dsn)
+    try:
+        Migrate(db).run_migration()
+        if skip_if_unchanged and _stored_fingerprint(dsn, root) == fingerprint:
+            return CatalogLoad(
+                "pgstac",
+                len(collection_ids),
+                _count_items(db, collection_ids),
+                fingerprint,
+                time.perf_counter() - started,
+                skipped=True,
+            )
+        loader = Loader(db)
+        loader.load_collections(iter(catalog.collections), insert_mode=Methods.upsert)
+        seen: dict[str, list[str]] = {cid: [] for cid in collection_ids}
+
+        def items() -> Iterator[dict[str, Any]]:
+            for item in catalog.items():
+                seen[item["collection"]].append(item["id"])
+                yield item
+
+        loader.load_items(items(), insert_mode=Methods.upsert)
+        if prune:
+            conn = db.connect()
+            for collection_id, ids in seen.items():
+                deleted = conn.execute(
+                    "DELETE FROM pgstac.items WHERE collection = %s AND NOT (id = ANY(%s))",
+                    (collection_id, ids),
+                ).rowcount
+                if deleted:
+                    logger.info(
+                        "pgstac: removed %d items of %s no longer in the catalogue",
+                        deleted,
+                        collection_id,
+                    )
+        _store_fingerprint(dsn, root, fingerprint)
+        n_items = _count_items(db, collection_ids)
+    finally:
+        pool = db.pool
+        db.disconnect()
+        if pool is not None:
+            pool.close()
+    seconds = time.perf_counter() - started
+    logger.info(
+        "pgstac: loaded %d collections, %d items from %s in %.2fs",
+        len(collection_ids),
+        n_items,
+        root,
+        seconds,
+    )
+    return CatalogLoad("pgstac", len(collection_ids), n_items, fingerprint, seconds)

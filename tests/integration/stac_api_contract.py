@@ -1,0 +1,755 @@
+"""What every twinmesh STAC API backend must answer, written once for both backends.
+
+A small real catalogue (pystac, self-contained layout, tiny Zarr v3 stores as assets)
+is built per backend; :class:`StacApiContract` holds the tests, and each backend's
+test module subclasses it with a ``stac_url`` fixture that serves that catalogue from
+a real server on 127.0.0.1. Expectations are written out by hand in
+:data:`SEARCH_CASES` and cross-checked against a brute-force filter
+(:func:`brute_force_ids`), which the property-based tests use on random searches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pystac
+import pytest
+import xarray as xr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pystac_client import Client
+from shapely.geometry import Polygon, box, mapping, shape
+from shapely.geometry.base import BaseGeometry
+
+__all__ = [
+    "ALL_IDS",
+    "COLLECTIONS",
+    "ITEMS",
+    "SEARCH_CASES",
+    "ItemSpec",
+    "SearchCase",
+    "StacApiContract",
+    "brute_force_ids",
+    "build_test_catalog",
+    "running_stac_server",
+    "search_params",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ZARR_MEDIA_TYPE = "application/vnd+zarr"
+
+
+def _t(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    """One test item: where, when, and in which collection."""
+
+    id: str
+    collection: str
+    geometry: BaseGeometry
+    datetime: datetime | None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @property
+    def range(self) -> tuple[datetime, datetime]:
+        if self.start is not None and self.end is not None:
+            return self.start, self.end
+        assert self.datetime is not None
+        return self.datetime, self.datetime
+
+
+def _items() -> list[ItemSpec]:
+    items = []
+    for i in range(10):  # one a month in 2020, a 1°x1° tile each, west to east
+        start = datetime(2020, i + 1, 1, tzinfo=UTC)
+        items.append(
+            ItemSpec(
+                f"discharge-2020-{i + 1:02d}",
+                "discharge",
+                box(4 + i, 45, 5 + i, 46),
+                start,
+                start,
+                start + timedelta(days=8, hours=23, minutes=59, seconds=59),
+            )
+        )
+    for j in range(8):  # one day a month in 2021, further north
+        start = datetime(2021, j + 1, 15, tzinfo=UTC)
+        items.append(
+            ItemSpec(
+                f"soil-moisture-2021-{j + 1:02d}",
+                "soil-moisture",
+                box(4 + j, 47, 5 + j, 48.5),
+                start,
+                start,
+                start + timedelta(hours=23, minutes=59, seconds=59),
+            )
+        )
+    items += [
+        # A triangle: its bbox is [10, 44, 14, 48] but most of that box is empty.
+        ItemSpec(
+            "soil-moisture-triangle",
+            "soil-moisture",
+            Polygon([(10, 44), (14, 44), (10, 48)]),
+            _t("2020-06-15T12:00:00Z"),
+        ),
+        # A long-running product over the Alps.
+        ItemSpec(
+            "soil-moisture-alps",
+            "soil-moisture",
+            box(6, 45.5, 11, 47.5),
+            _t("2019-12-31T00:00:00Z"),
+            _t("2019-12-31T00:00:00Z"),
+            _t("2021-12-31T00:00:00Z"),
+        ),
+        # A season described by start/end only: datetime is null.
+        ItemSpec(
+            "soil-moisture-season",
+            "soil-moisture",
+            box(14, 47, 15, 48.5),
+            None,
+            _t("2021-09-01T00:00:00Z"),
+            _t("2021-11-30T23:59:59Z"),
+        ),
+    ]
+    return items
+
+
+ITEMS: list[ItemSpec] = _items()
+ALL_IDS: frozenset[str] = frozenset(item.id for item in ITEMS)
+COLLECTIONS: dict[str, str] = {
+    "discharge": "River discharge, twinmesh test twin",
+    "soil-moisture": "Soil moisture, twinmesh test twin",
+}
+
+
+@dataclass(frozen=True)
+class SearchCase:
+    """A search in POST-body form and the item ids it must return, written by hand."""
+
+    name: str
+    params: dict[str, Any]
+    expected: frozenset[str]
+
+
+def _ids(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+SEARCH_CASES: list[SearchCase] = [
+    SearchCase(
+        "bbox",
+        {"bbox": [7.5, 44.5, 9.5, 45.2]},
+        _ids("discharge-2020-04", "discharge-2020-05", "discharge-2020-06"),
+    ),
+    SearchCase(
+        "bbox-misses-triangle-inside-its-bbox",
+        {"bbox": [11.5, 47.0, 13.5, 47.5]},
+        _ids("soil-moisture-2021-08"),
+    ),
+    SearchCase(
+        "bbox-touching-a-corner",
+        {"bbox": [3.0, 44.0, 4.0, 45.0]},
+        _ids("discharge-2020-01"),
+    ),
+    SearchCase(
+        "bbox-point-inside-a-polygon",
+        {"bbox": [10.5, 44.5, 10.5, 44.5]},
+        _ids("soil-moisture-triangle"),
+    ),
+    SearchCase(
+        "bbox-line-across-items",
+        {"bbox": [9.0, 45.5, 11.0, 45.5]},
+        _ids(
+            "discharge-2020-05",
+            "discharge-2020-06",
+            "discharge-2020-07",
+            "discharge-2020-08",
+            "soil-moisture-triangle",
+            "soil-moisture-alps",
+        ),
+    ),
+    SearchCase("bbox-empty", {"bbox": [-10.0, 30.0, -5.0, 35.0]}, _ids()),
+    SearchCase(
+        "intersects-polygon",
+        {
+            "intersects": {
+                "type": "Polygon",
+                "coordinates": [[[10.2, 44.2], [10.8, 44.2], [10.2, 44.8], [10.2, 44.2]]],
+            }
+        },
+        _ids("soil-moisture-triangle"),
+    ),
+    SearchCase(
+        "datetime-instant",
+        {"datetime": "2020-06-15T12:00:00Z"},
+        _ids("soil-moisture-triangle", "soil-moisture-alps"),
+    ),
+    SearchCase(
+        "datetime-closed-interval",
+        {"datetime": "2020-03-05T00:00:00Z/2020-05-01T00:00:00Z"},
+        _ids("discharge-2020-03", "discharge-2020-04", "discharge-2020-05", "soil-moisture-alps"),
+    ),
+    SearchCase(
+        "datetime-open-start",
+        {"datetime": "../2020-02-05T00:00:00Z"},
+        _ids("discharge-2020-01", "discharge-2020-02", "soil-moisture-alps"),
+    ),
+    SearchCase(
+        "datetime-open-end",
+        {"datetime": "2021-06-01T00:00:00Z/.."},
+        _ids(
+            "soil-moisture-2021-06",
+            "soil-moisture-2021-07",
+            "soil-moisture-2021-08",
+            "soil-moisture-alps",
+            "soil-moisture-season",
+        ),
+    ),
+    SearchCase(
+        "collection",
+        {"collections": ["discharge"]},
+        frozenset(i.id for i in ITEMS if i.collection == "discharge"),
+    ),
+    SearchCase(
+        "collection-bbox-datetime",
+        {
+            "collections": ["soil-moisture"],
+            "bbox": [5.5, 46.0, 8.5, 48.0],
+            "datetime": "2021-02-01T00:00:00Z/2021-04-30T00:00:00Z",
+        },
+        _ids(
+            "soil-moisture-2021-02",
+            "soil-moisture-2021-03",
+            "soil-moisture-2021-04",
+            "soil-moisture-alps",
+        ),
+    ),
+    SearchCase(
+        "ids",
+        {"ids": ["discharge-2020-01", "soil-moisture-triangle", "no-such-item"]},
+        _ids("discharge-2020-01", "soil-moisture-triangle"),
+    ),
+    SearchCase("unknown-collection", {"collections": ["no-such-collection"]}, _ids()),
+]
+
+
+def _parse_interval(value: str) -> tuple[datetime | None, datetime | None]:
+    parts = value.split("/")
+    bounds = [None if p in ("", "..") else _t(p) for p in parts]
+    return (bounds[0], bounds[0]) if len(bounds) == 1 else (bounds[0], bounds[1])
+
+
+def brute_force_ids(
+    collections: list[str] | None = None,
+    ids: list[str] | None = None,
+    bbox: list[float] | None = None,
+    intersects: dict[str, Any] | None = None,
+    datetime: str | None = None,
+    **_: Any,
+) -> frozenset[str]:
+    """The ids a STAC search must return, by checking every item in plain Python.
+
+    Spatial: the item geometry intersects the search geometry (boundaries touch
+    count). Temporal: the item's [start, end] (or its instant) meets the interval.
+    """
+    geometry = box(*bbox) if bbox else (shape(intersects) if intersects else None)
+    interval = _parse_interval(datetime) if datetime else None
+    found = set()
+    for item in ITEMS:
+        if collections is not None and item.collection not in collections:
+            continue
+        if ids is not None and item.id not in ids:
+            continue
+        if geometry is not None and not item.geometry.intersects(geometry):
+            continue
+        if interval is not None:
+            start, end = item.range
+            if interval[1] is not None and start > interval[1]:
+                continue
+            if interval[0] is not None and end < interval[0]:
+                continue
+        found.add(item.id)
+    return frozenset(found)
+
+
+def search_params(params: dict[str, Any]) -> dict[str, str]:
+    """A POST-body search as GET query parameters."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        if key in ("collections", "ids", "bbox"):
+            out[key] = ",".join(str(v) for v in value)
+        elif key == "intersects":
+            out[key] = orjson.dumps(value).decode()
+        else:
+            out[key] = str(value)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Building the catalogue
+# --------------------------------------------------------------------------------------
+def _write_zarr(path: Path, collection: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    t = np.array(["2020-01-01", "2020-01-02", "2020-01-03"], dtype="datetime64[ns]")
+    ds = xr.Dataset(
+        {"value": (("t", "y", "x"), rng.random((3, 4, 5)).astype("float32"))},
+        coords={"t": t, "y": np.linspace(45, 48, 4), "x": np.linspace(4, 14, 5)},
+        attrs={"title": f"{collection} test cube", "source": "generated by the twinmesh tests"},
+    )
+    ds.to_zarr(path, zarr_format=3, consolidated=False, mode="w")
+
+
+def build_test_catalog(data_dir: Path) -> Path:
+    """Write the test catalogue to ``data_dir/catalog`` and its cubes to ``data_dir/store``.
+
+    Same layout as the project's catalogue builder: pystac self-contained, one folder
+    per collection and per item, Zarr assets with absolute local hrefs.
+    """
+    catalog_dir = data_dir / "catalog"
+    store = data_dir / "store"
+    store.mkdir(parents=True, exist_ok=True)
+    catalog = pystac.Catalog(
+        id="twinmesh", title="twinmesh test catalogue", description="Generated for the tests."
+    )
+    for n, (collection_id, title) in enumerate(COLLECTIONS.items()):
+        cube = store / f"{collection_id}.zarr"
+        _write_zarr(cube, collection_id, seed=n)
+        specs = [i for i in ITEMS if i.collection == collection_id]
+        starts = [i.range[0] for i in specs]
+        ends = [i.range[1] for i in specs]
+        bounds = [i.geometry.bounds for i in specs]
+        collection = pystac.Collection(
+            id=collection_id,
+            title=title,
+            description=f"{title} (generated test data).",
+            license="CC-BY-4.0",
+            extent=pystac.Extent(
+                pystac.SpatialExtent(
+                    [
+                        [
+                            min(b[0] for b in bounds),
+                            min(b[1] for b in bounds),
+                            max(b[2] for b in bounds),
+                            max(b[3] for b in bounds),
+                        ]
+                    ]
+                ),
+                pystac.TemporalExtent([[min(starts), max(ends)]]),
+            ),
+        )
+        for spec in specs:
+            properties: dict[str, Any] = {"title": spec.id}
+            if spec.start is not None:
+                properties["start_datetime"] = spec.start.isoformat().replace("+00:00", "Z")
+                properties["end_datetime"] = spec.end.isoformat().replace("+00:00", "Z")  # type: ignore[union-attr]
+            item = pystac.Item(
+                id=spec.id,
+                geometry=mapping(spec.geometry),
+                bbox=list(spec.geometry.bounds),
+                datetime=spec.datetime,
+                properties=properties,
+                collection=collection_id,
+            )
+            item.add_asset(
+                "zarr",
+                pystac.Asset(
+                    href=str(cube.resolve()),
+                    media_type=ZARR_MEDIA_TYPE,
+                    roles=["data", "zarr"],
+                    title=f"{collection_id} cube (Zarr v3)",
+                ),
+            )
+            collection.add_item(item)
+        catalog.add_child(collection)
+    catalog.normalize_hrefs(str(catalog_dir))
+    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    return catalog_dir
+
+
+# --------------------------------------------------------------------------------------
+# Running a real server
+# --------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_stac_server(
+    data_dir: Path, backend: str, *, dsn: str | None = None, timeout_s: float = 120
+) -> Iterator[str]:
+    """Run ``python -m stac.api.app`` (the code path of ``serve``) and yield its URL.
+
+    The server is configured only through ``TWINMESH_*`` environment variables, as
+    an operator would, listens on 127.0.0.1 and is stopped by its own pid.
+    """
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWINMESH_")}
+    env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
+        TWINMESH_DATA_DIR=str(data_dir),
+        TWINMESH_CONFIG=str(data_dir / "no-such-config.yaml"),
+        TWINMESH_STAC__BACKEND=backend,
+        TWINMESH_STAC__HOST="127.0.0.1",
+        TWINMESH_STAC__PORT=str(port),
+    )
+    if dsn:
+        env["TWINMESH_STAC__PGSTAC_DSN"] = dsn
+    log_path = data_dir / f"stac-{backend}-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stac.api.app"],
+            cwd=data_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"the {backend} STAC server exited with {proc.returncode}:\n"
+                    + log_path.read_text(errors="replace")[-4000:]
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "_mgmt/ping", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the {backend} STAC server did not answer within {timeout_s}s:\n"
+                    + log_path.read_text(errors="replace")[-4000:]
+                )
+            time.sleep(0.2)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------------------
+# Random searches for the property tests
+# --------------------------------------------------------------------------------------
+_DAY0 = datetime(2019, 12, 25, tzinfo=UTC)
+
+
+@st.composite
+def random_searches(draw: st.DrawFn) -> dict[str, Any]:
+    """Searches over the test catalogue's region and years, often hitting boundaries."""
+    params: dict[str, Any] = {}
+    if draw(st.booleans()):
+        xs = sorted(draw(st.lists(st.integers(4, 32), min_size=2, max_size=2)))
+        ys = sorted(draw(st.lists(st.integers(86, 100), min_size=2, max_size=2)))
+        params["bbox"] = [xs[0] / 2, ys[0] / 2, xs[1] / 2, ys[1] / 2]
+    if draw(st.booleans()):
+
+        def moment() -> str:
+            offset = timedelta(days=draw(st.integers(0, 740)), hours=draw(st.sampled_from([0, 12])))
+            return (_DAY0 + offset).isoformat().replace("+00:00", "Z")
+
+        kind = draw(st.sampled_from(["instant", "closed", "open-start", "open-end"]))
+        if kind == "instant":
+            params["datetime"] = moment()
+        elif kind == "closed":
+            a, b = sorted([moment(), moment()])
+            params["datetime"] = f"{a}/{b}"
+        elif kind == "open-start":
+            params["datetime"] = f"../{moment()}"
+        else:
+            params["datetime"] = f"{moment()}/.."
+    collections = draw(
+        st.sampled_from([None, ["discharge"], ["soil-moisture"], ["discharge", "soil-moisture"]])
+    )
+    if collections is not None:
+        params["collections"] = collections
+    return params
+
+
+def _page_ids(features: list[dict[str, Any]]) -> list[str]:
+    return [f["id"] for f in features]
+
+
+# --------------------------------------------------------------------------------------
+# The contract
+# --------------------------------------------------------------------------------------
+class StacApiContract:
+    """STAC API 1.0 behaviour both backends must show; subclasses provide ``stac_url``."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def data_dir(cls, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        data_dir = tmp_path_factory.mktemp("stac-data")
+        build_test_catalog(data_dir)
+        return data_dir
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def http(cls, stac_url: str) -> Iterator[httpx.Client]:
+        with httpx.Client(base_url=stac_url, timeout=30) as client:
+            yield client
+
+    # -- the expectations themselves ----------------------------------------------
+    @pytest.mark.parametrize("case", SEARCH_CASES, ids=lambda c: c.name)
+    def test_expectations_agree_with_brute_force(self, case: SearchCase) -> None:
+        assert brute_force_ids(**case.params) == case.expected
+
+    # -- landing page, conformance, catalogue walk ----------------------------------
+    def test_landing_page_and_conformance(self, stac_url: str, http: httpx.Client) -> None:
+        client = Client.open(stac_url)
+        assert "twinmesh" in (client.title or "").lower()
+        assert "twinmesh" in client.description.lower()
+        conforms = set(http.get("/conformance").json()["conformsTo"])
+        for cls in ("core", "collections", "ogcapi-features", "item-search"):
+            assert f"https://api.stacspec.org/v1.0.0/{cls}" in conforms
+        assert http.get("/").headers["content-type"].startswith("application/json")
+
+    def test_cors_is_open(self, http: httpx.Client) -> None:
+        response = http.options(
+            "/search",
+            headers={
+                "Origin": "https://radiantearth.github.io",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] in (
+            "*",
+            "https://radiantearth.github.io",
+        )
+        plain = http.get("/collections", headers={"Origin": "https://example.org"})
+        assert plain.headers["access-control-allow-origin"] in ("*", "https://example.org")
+
+    def test_walk_the_catalogue(self, stac_url: str) -> None:
+        client = Client.open(stac_url)
+        collections = {c.id: c for c in client.get_collections()}
+        assert set(collections) == set(COLLECTIONS)
+        for collection_id, collection in collections.items():
+            assert collection.title == COLLECTIONS[collection_id]
+            ids = {item.id for item in collection.get_items()}
+            assert ids == {i.id for i in ITEMS if i.collection == collection_id}
+        assert {item.id for item in client.get_items()} == ALL_IDS
+        item = client.get_collection("discharge").get_item("discharge-2020-04")
+        assert item is not None and item.bbox == [7.0, 45.0, 8.0, 46.0]
+
+    def test_links_point_at_the_api(self, stac_url: str, http: httpx.Client) -> None:
+        item = http.get("/collections/discharge/items/discharge-2020-01").json()
+        links = {link["rel"]: link["href"] for link in item["links"]}
+        base = stac_url.rstrip("/")
+        assert links["self"] == f"{base}/collections/discharge/items/discharge-2020-01"
+        assert links["parent"] == f"{base}/collections/discharge"
+        assert links["collection"] == f"{base}/collections/discharge"
+        assert links["root"].rstrip("/") == base
+        collection = http.get("/collections/discharge").json()
+        links = {link["rel"]: link["href"] for link in collection["links"]}
+        assert links["self"] == f"{base}/collections/discharge"
+        assert links["items"] == f"{base}/collections/discharge/items"
+        assert "item" not in links and "child" not in links
+
+    def test_items_keep_datetime_and_assets(self, http: httpx.Client) -> None:
+        season = http.get("/collections/soil-moisture/items/soil-moisture-season").json()
+        assert "datetime" in season["properties"] and season["properties"]["datetime"] is None
+        assert season["properties"]["start_datetime"] == "2021-09-01T00:00:00Z"
+        item = http.get("/collections/discharge/items/discharge-2020-03").json()
+        assert item["properties"]["datetime"] == "2020-03-01T00:00:00Z"
+        assert os.path.isabs(item["assets"]["zarr"]["href"])
+
+    def test_zarr_asset_of_a_searched_item_opens(self, stac_url: str) -> None:
+        client = Client.open(stac_url)
+        items = list(
+            client.search(collections=["soil-moisture"], ids=["soil-moisture-alps"]).items()
+        )
+        assert [i.id for i in items] == ["soil-moisture-alps"]
+        asset = items[0].assets["zarr"]
+        assert asset.media_type == ZARR_MEDIA_TYPE
+        with xr.open_zarr(asset.href, consolidated=False) as ds:
+            assert ds["value"].dims == ("t", "y", "x")
+            assert ds.attrs["title"] == "soil-moisture test cube"
+            assert float(ds["value"].mean()) > 0
+
+    # -- searches --------------------------------------------------------------------
+    @pytest.mark.parametrize("method", ["POST", "GET"])
+    @pytest.mark.parametrize("case", SEARCH_CASES, ids=lambda c: c.name)
+    def test_pystac_client_search(self, stac_url: str, case: SearchCase, method: str) -> None:
+        client = Client.open(stac_url)
+        search = client.search(method=method, limit=7, **case.params)
+        ids = [item.id for item in search.items()]
+        assert len(ids) == len(set(ids)), "an item came back twice while paging"
+        assert set(ids) == case.expected
+
+    @pytest.mark.parametrize("case", SEARCH_CASES, ids=lambda c: c.name)
+    def test_httpx_get_search(self, http: httpx.Client, case: SearchCase) -> None:
+        response = http.get("/search", params={**search_params(case.params), "limit": 100})
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("application/geo+json")
+        body = response.json()
+        assert body["type"] == "FeatureCollection"
+        assert set(_page_ids(body["features"])) == case.expected
+
+    def test_item_collection_filters(self, http: httpx.Client) -> None:
+        response = http.get(
+            "/collections/discharge/items",
+            params={
+                "bbox": "7.5,44.5,9.5,45.2",
+                "datetime": "2020-05-01T00:00:00Z/..",
+                "limit": 50,
+            },
+        )
+        assert response.status_code == 200, response.text
+        assert set(_page_ids(response.json()["features"])) == {
+            "discharge-2020-05",
+            "discharge-2020-06",
+        }
+
+    def _follow_get(self, http: httpx.Client, url: str, params: dict[str, Any]) -> list[str]:
+        ids: list[str] = []
+        response = http.get(url, params=params)
+        for _ in range(50):
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert len(body["features"]) <= params["limit"]
+            ids += _page_ids(body["features"])
+            nxt = [link for link in body["links"] if link["rel"] == "next"]
+            if not nxt:
+                return ids
+            assert nxt[0].get("method", "GET") == "GET"
+            response = http.get(nxt[0]["href"])
+        raise AssertionError("paging did not end")
+
+    def test_paging_get_search(self, http: httpx.Client) -> None:
+        ids = self._follow_get(http, "/search", {"limit": 5})
+        assert len(ids) == len(ALL_IDS) and set(ids) == ALL_IDS
+
+    def test_paging_get_search_with_filters(self, http: httpx.Client) -> None:
+        params = {**search_params({"collections": ["soil-moisture"]}), "limit": 3}
+        ids = self._follow_get(http, "/search", params)
+        assert sorted(ids) == sorted(i.id for i in ITEMS if i.collection == "soil-moisture")
+
+    def test_paging_item_collection(self, http: httpx.Client) -> None:
+        ids = self._follow_get(http, "/collections/discharge/items", {"limit": 4})
+        assert sorted(ids) == sorted(i.id for i in ITEMS if i.collection == "discharge")
+
+    def test_paging_post_search(self, http: httpx.Client) -> None:
+        ids: list[str] = []
+        response = http.post("/search", json={"limit": 5})
+        for _ in range(50):
+            assert response.status_code == 200, response.text
+            body = response.json()
+            ids += _page_ids(body["features"])
+            nxt = [link for link in body["links"] if link["rel"] == "next"]
+            if not nxt:
+                break
+            assert nxt[0]["method"] == "POST"
+            response = http.post(nxt[0]["href"], json=nxt[0]["body"])
+        assert len(ids) == len(ALL_IDS) and set(ids) == ALL_IDS
+
+    @pytest.mark.parametrize("direction", ["asc", "desc"])
+    def test_sortby_datetime(self, http: httpx.Client, direction: str) -> None:
+        sign = "+" if direction == "asc" else "-"
+        params = {"collections": "discharge", "sortby": f"{sign}datetime", "limit": 100}
+        got = _page_ids(http.get("/search", params=params).json()["features"])
+        expected = sorted(
+            (i for i in ITEMS if i.collection == "discharge"), key=lambda i: i.range[0]
+        )
+        if direction == "desc":
+            expected.reverse()
+        assert got == [i.id for i in expected]
+        body = {
+            "collections": ["discharge"],
+            "sortby": [{"field": "datetime", "direction": direction}],
+        }
+        got_post = _page_ids(http.post("/search", json={**body, "limit": 100}).json()["features"])
+        assert got_post == got
+
+    # -- errors ------------------------------------------------------------------------
+    @pytest.mark.parametrize(
+        ("method", "path", "payload", "status"),
+        [
+            ("GET", "/search", {"bbox": "1,2,3"}, 400),
+            ("GET", "/search", {"bbox": "10,50,5,40"}, 400),
+            ("GET", "/search", {"bbox": "0,50,5,40"}, 400),
+            ("GET", "/search", {"bbox": "-200,0,0,10"}, 400),
+            ("GET", "/search", {"bbox": "0,-95,10,10"}, 400),
+            ("GET", "/search", {"bbox": "a,b,c,d"}, 400),
+            ("GET", "/search", {"datetime": "not-a-date"}, 400),
+            ("GET", "/search", {"datetime": "2021-01-01T00:00:00Z/2020-01-01T00:00:00Z"}, 400),
+            ("GET", "/search", {"datetime": "../.."}, 400),
+            ("GET", "/search", {"limit": "0"}, 400),
+            ("GET", "/collections/discharge/items", {"bbox": "9,46,8,45"}, 400),
+            ("GET", "/collections/discharge/items", {"datetime": "yesterday"}, 400),
+            ("POST", "/search", {"bbox": [1, 2, 3]}, 400),
+            ("POST", "/search", {"bbox": [10, 50, 5, 40]}, 400),
+            ("POST", "/search", {"bbox": [0, 50, 5, 40]}, 400),
+            ("POST", "/search", {"bbox": [-200, 0, 0, 10]}, 400),
+            ("POST", "/search", {"datetime": "2021-01-01T00:00:00Z/2020-01-01T00:00:00Z"}, 400),
+            ("POST", "/search", {"datetime": "not-a-date"}, 400),
+            (
+                "POST",
+                "/search",
+                {"bbox": [0, 0, 1, 1], "intersects": {"type": "Point", "coordinates": [0, 0]}},
+                400,
+            ),
+            ("GET", "/collections/no-such-collection", {}, 404),
+            ("GET", "/collections/no-such-collection/items", {}, 404),
+            ("GET", "/collections/discharge/items/no-such-item", {}, 404),
+            ("GET", "/collections/no-such-collection/items/discharge-2020-01", {}, 404),
+        ],
+        ids=lambda v: str(v) if not isinstance(v, dict) else orjson.dumps(v).decode(),
+    )
+    def test_errors_have_the_stac_shape(
+        self, http: httpx.Client, method: str, path: str, payload: dict[str, Any], status: int
+    ) -> None:
+        if method == "GET":
+            response = http.get(path, params=payload)
+        else:
+            response = http.post(path, json=payload)
+        assert response.status_code == status, response.text
+        body = response.json()
+        assert set(body) >= {"code", "description"}, body
+        assert isinstance(body["code"], str) and body["code"]
+        assert isinstance(body["description"], str) and body["description"]
+
+    # -- random searches through the real server ----------------------------------------
+    @settings(
+        max_examples=60,
+        deadline=None,
+        # The same contract runs once per backend subclass; the property is the same.
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.differing_executors,
+        ],
+    )
+    @given(params=random_searches())
+    def test_random_searches_match_brute_force(
+        self, http: httpx.Client, params: dict[str, Any]
+    ) -> None:
+        """Random bbox/datetime/collection searches return what brute force returns."""
+        response = http.post("/search", json={**params, "limit": 100})
+        assert response.status_code == 200, response.text
+        assert frozenset(_page_ids(response.json()["features"])) == brute_force_ids(**params)

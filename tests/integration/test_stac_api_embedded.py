@@ -1,0 +1,277 @@
+"""The embedded STAC API backend (SQLite index, no server) on a real catalogue.
+
+The STAC API contract runs against ``python -m stac.api.app`` on 127.0.0.1; the
+tests below it cover what only the embedded backend has: its index build (atomic,
+only when the catalogue changed, visible to a running server) and direct property
+tests of its search and keyset paging against a brute-force filter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from stac_api_contract import (
+    ALL_IDS,
+    ITEMS,
+    SEARCH_CASES,
+    StacApiContract,
+    brute_force_ids,
+    build_test_catalog,
+    random_searches,
+    running_stac_server,
+)
+from stac_fastapi.types.errors import InvalidQueryParameter
+
+from services.core.settings import Settings, StacSettings
+from stac.api import embedded
+from stac.api.app import create_app, embedded_index_path, load_catalog
+from stac.api.embedded import (
+    EmbeddedIndex,
+    catalog_fingerprint,
+    index_fingerprint,
+    load_catalog_embedded,
+    make_search_query,
+)
+
+
+class TestEmbeddedStacApi(StacApiContract):
+    """The shared STAC API contract, served by the embedded backend."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def stac_url(cls, data_dir: Path) -> Iterator[str]:
+        with running_stac_server(data_dir, "embedded") as url:
+            yield url
+
+    def test_index_was_built_at_start_up(self, stac_url: str, data_dir: Path) -> None:
+        index = data_dir / "stac-index.sqlite"
+        assert index_fingerprint(index) == catalog_fingerprint(data_dir / "catalog")
+
+    def test_concurrent_searches_are_answered_correctly(self, stac_url: str) -> None:
+        def run(case_index: int) -> bool:
+            case = SEARCH_CASES[case_index % len(SEARCH_CASES)]
+            with httpx.Client(base_url=stac_url, timeout=30) as client:
+                body = client.post("/search", json={**case.params, "limit": 100}).json()
+            return {f["id"] for f in body["features"]} == case.expected
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            assert all(pool.map(run, range(64)))
+
+
+# --------------------------------------------------------------------------------------
+# The index itself
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def built_index(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedIndex:
+    data_dir = tmp_path_factory.mktemp("stac-index")
+    build_test_catalog(data_dir)
+    path = data_dir / "stac-index.sqlite"
+    load = load_catalog_embedded(path, data_dir / "catalog")
+    assert (load.collections, load.items) == (2, len(ITEMS))
+    return EmbeddedIndex(path)
+
+
+def _search_all(index: EmbeddedIndex, params: dict[str, Any], limit: int) -> list[str]:
+    ids: list[str] = []
+    token = None
+    for _ in range(100):
+        page = index.search(make_search_query(**params, limit=limit, token=token))
+        assert len(page.items) <= limit
+        ids += [item["id"] for item in page.items]
+        token = page.next_token
+        if token is None:
+            return ids
+    raise AssertionError("paging did not end")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(params=random_searches())
+def test_index_search_matches_brute_force(built_index: EmbeddedIndex, params: dict) -> None:
+    assert frozenset(_search_all(built_index, params, limit=100)) == brute_force_ids(**params)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    params=random_searches(),
+    limit=st.integers(1, 8),
+    sortby=st.sampled_from(
+        [None, "datetime", "-datetime", "-end_datetime,id", "collection,-id", "+start_datetime"]
+    ),
+)
+def test_keyset_paging_returns_every_match_once(
+    built_index: EmbeddedIndex, params: dict, limit: int, sortby: str | None
+) -> None:
+    ids = _search_all(built_index, {**params, "sortby": sortby}, limit=limit)
+    assert len(ids) == len(set(ids))
+    assert frozenset(ids) == brute_force_ids(**params)
+
+
+def test_index_search_sorts_by_datetime(built_index: EmbeddedIndex) -> None:
+    items = built_index.search(make_search_query(limit=100, sortby="datetime")).items
+    keys = [embedded.item_time_range_us(i["properties"])[0] for i in items]  # type: ignore[index]
+    assert keys == sorted(keys) and len(items) == len(ALL_IDS)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"bbox": [1, 2, 3]},
+        {"bbox": [5, 0, 1, 1]},
+        {"bbox": [0, 0, 1, 91]},
+        {"bbox": "1,x,3,4"},
+        {"datetime": "2020-13-01T00:00:00Z"},
+        {"datetime": "2021-01-01T00:00:00Z/2020-01-01T00:00:00Z"},
+        {"datetime": "2020-01-01"},
+        {"intersects": '{"type": "Polygon"}'},
+        {"sortby": "-cloud_cover"},
+        {"token": "not-a-token"},
+        {"limit": 0},
+    ],
+    ids=str,
+)
+def test_bad_parameters_are_rejected_with_a_reason(
+    built_index: EmbeddedIndex, bad: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidQueryParameter) as err:
+        built_index.search(make_search_query(**bad))
+    assert len(str(err.value)) > 10
+
+
+def test_a_crash_during_the_build_keeps_the_old_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_test_catalog(tmp_path)
+    path = tmp_path / "stac-index.sqlite"
+    load_catalog_embedded(path, tmp_path / "catalog")
+    before = path.read_bytes()
+    calls = {"n": 0}
+    real_row = embedded._item_row
+
+    def failing_row(item: dict[str, Any]) -> Any:
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise OSError("disk full (simulated)")
+        return real_row(item)
+
+    monkeypatch.setattr(embedded, "_item_row", failing_row)
+    with pytest.raises(OSError, match="simulated"):
+        load_catalog_embedded(path, tmp_path / "catalog")
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    page = EmbeddedIndex(path).search(make_search_query(limit=100))
+    assert {i["id"] for i in page.items} == ALL_IDS
+
+
+def _settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir, stac=StacSettings(backend="embedded", port=0))
+
+
+def _remove_item(catalog_dir: Path, collection_id: str, item_id: str) -> None:
+    """Drop an item from the static catalogue, as a rebuild without it would."""
+    collection_path = catalog_dir / collection_id / "collection.json"
+    doc = json.loads(collection_path.read_text())
+    doc["links"] = [
+        link
+        for link in doc["links"]
+        if not (link["rel"] == "item" and link["href"].endswith(f"/{item_id}.json"))
+    ]
+    collection_path.write_text(json.dumps(doc))
+
+
+def test_start_up_rebuilds_only_when_the_catalogue_changed(tmp_path: Path) -> None:
+    build_test_catalog(tmp_path)
+    settings = _settings(tmp_path)
+    index = embedded_index_path(settings)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/collections").status_code == 200
+    first = os.stat(index)
+    with TestClient(create_app(settings)) as client:
+        assert len(client.post("/search", json={"limit": 100}).json()["features"]) == len(ITEMS)
+    assert os.stat(index).st_ino == first.st_ino, "unchanged catalogue, yet the index was rebuilt"
+    for path in settings.catalog_dir.rglob("*.json"):  # rewritten with the same bytes
+        path.write_bytes(path.read_bytes())
+    with TestClient(create_app(settings)):
+        pass
+    assert os.stat(index).st_ino == first.st_ino, "identical catalogue, yet the index was rebuilt"
+    _remove_item(settings.catalog_dir, "discharge", "discharge-2020-01")
+    with TestClient(create_app(settings)) as client:
+        ids = {f["id"] for f in client.post("/search", json={"limit": 100}).json()["features"]}
+    assert os.stat(index).st_ino != first.st_ino
+    assert ids == ALL_IDS - {"discharge-2020-01"}
+
+
+def test_a_running_server_serves_a_reloaded_catalogue(tmp_path: Path) -> None:
+    build_test_catalog(tmp_path)
+    settings = _settings(tmp_path)
+    with TestClient(create_app(settings)) as client:
+
+        def ids() -> set[str]:
+            body = client.get("/search", params={"limit": 100}).json()
+            return {f["id"] for f in body["features"]}
+
+        assert ids() == ALL_IDS
+        _remove_item(settings.catalog_dir, "soil-moisture", "soil-moisture-alps")
+        load = load_catalog(settings)
+        assert load.items == len(ITEMS) - 1
+        assert ids() == ALL_IDS - {"soil-moisture-alps"}
+        missing = client.get("/collections/soil-moisture/items/soil-moisture-alps")
+        assert missing.status_code == 404 and missing.json()["code"] == "NotFoundError"
+
+
+def test_without_a_catalogue_the_api_says_what_to_do(tmp_path: Path) -> None:
+    with TestClient(create_app(_settings(tmp_path))) as client:
+        assert client.get("/").status_code == 200
+        response = client.get("/collections")
+    assert response.status_code == 503
+    assert response.json()["code"] == "DataNotReady"
+    assert "catalogue" in response.json()["description"]
+
+
+def test_public_url_is_used_for_links(tmp_path: Path) -> None:
+    build_test_catalog(tmp_path)
+    settings = Settings(
+        data_dir=tmp_path, stac=StacSettings(public_url="https://mesh.example.org/stac")
+    )
+    with TestClient(create_app(settings)) as client:
+        item = client.get("/collections/discharge/items/discharge-2020-02").json()
+        links = {link["rel"]: link["href"] for link in item["links"]}
+        assert links["self"] == (
+            "https://mesh.example.org/stac/collections/discharge/items/discharge-2020-02"
+        )
+        assert links["root"] == "https://mesh.example.org/stac/"
+        page = client.get("/search", params={"limit": 2}).json()
+        nxt = next(link for link in page["links"] if link["rel"] == "next")
+        assert nxt["href"].startswith("https://mesh.example.org/stac/search?")
+
+
+def test_index_reads_are_thread_safe(built_index: EmbeddedIndex) -> None:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def worker(n: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(40):
+                case = SEARCH_CASES[(n + i) % len(SEARCH_CASES)]
+                page = built_index.search(make_search_query(**case.params, limit=100))
+                assert {item["id"] for item in page.items} == case.expected
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
