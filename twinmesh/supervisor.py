@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +32,10 @@ class Service:
     url: str
     health_url: str
     description: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    #: Setting that moves the service to another port, named in the port-in-use error.
+    port_setting: str = ""
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = field(default=0.0)
@@ -46,8 +51,20 @@ def mesh_services(settings: Settings) -> list[Service]:
             url=base,
             health_url=f"{base}/_mgmt/ping" if settings.stac.backend == "pgstac" else f"{base}/",
             description=f"STAC API 1.0 ({settings.stac.backend} backend)",
+            host=settings.stac.host,
+            port=settings.stac.port,
+            port_setting="TWINMESH_STAC__PORT",
         ),
     ]
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 class Supervisor:
@@ -81,6 +98,13 @@ class Supervisor:
 
     def start_all(self) -> None:
         """Start every service and wait until all answer; raise if one cannot start."""
+        for service in self.services:
+            if service.port and not _port_free(service.host, service.port):
+                raise RuntimeError(
+                    f"port {service.port} on {service.host} is already in use (another "
+                    f"`twinmesh up`?): stop that process or set {service.port_setting} "
+                    "to a free port"
+                )
         for service in self.services:
             self._start(service)
         deadline = time.monotonic() + self.ready_timeout_s
