@@ -24,7 +24,14 @@ from services.core.store import DatacubeStore
 from services.core.twin import DatasetInfo, Twin
 from stac.validate import validate_catalog_dir
 
-__all__ = ["ZARR_MEDIA_TYPE", "CATALOG_ID", "collection_id", "build_catalog", "dataset_stac"]
+__all__ = [
+    "ZARR_MEDIA_TYPE",
+    "CATALOG_ID",
+    "collection_id",
+    "build_catalog",
+    "dataset_stac",
+    "public_storage_options",
+]
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
 CATALOG_ID = "twinmesh"
@@ -49,6 +56,16 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+#: fsspec options safe to publish in a catalogue; credentials never are.
+PUBLIC_STORAGE_OPTIONS = frozenset({"endpoint_url", "anon", "requester_pays", "region_name"})
+
+
+def public_storage_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The store's fsspec options a reader needs (endpoint, anonymous access), without
+    keys, secrets or tokens."""
+    return {k: v for k, v in options.items() if k in PUBLIC_STORAGE_OPTIONS}
 
 
 def _other_dimensions(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
@@ -167,8 +184,9 @@ def dataset_stac(
         obj.add_asset("zarr", asset)
         ext = XarrayAssetsExtension.ext(asset, add_if_missing=True)
         ext.open_kwargs = open_kwargs
-        if store.storage_options:
-            ext.storage_options = _jsonable(store.storage_options)
+        public = public_storage_options(store.storage_options)
+        if public:
+            ext.storage_options = _jsonable(public)
         obj.add_link(
             pystac.Link(
                 rel="license",
