@@ -1,0 +1,1 @@
+"""Federated training with Flower: ServerApp, ClientApp, node launcher (arrives with its issue)."""

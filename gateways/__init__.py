@@ -1,0 +1,1 @@
+"""Authentication and authorisation: one token validator for every interface (arrives with its issue)."""

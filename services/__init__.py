@@ -1,0 +1,1 @@
+"""Protocol adapters and the twin core (services/core)."""

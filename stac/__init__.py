@@ -1,0 +1,1 @@
+"""The STAC side of twinmesh: catalogue builder, offline validation, STAC API service."""

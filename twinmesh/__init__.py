@@ -1,0 +1,1 @@
+"""The twinmesh CLI and the supervisor behind `twinmesh up`."""
