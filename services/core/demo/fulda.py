@@ -15,8 +15,6 @@ datasets' attributes, the twin document and the STAC metadata.
 from __future__ import annotations
 
 import hashlib
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -29,9 +27,19 @@ from pyproj import Geod
 from scipy.ndimage import gaussian_filter
 from shapely.geometry import Polygon, mapping
 
+from services.core.demo.common import (
+    RETURN_PERIODS,
+    SPI_SCALE_MONTHS,
+    TWINMESH,
+    Step,
+    forcing_dataset,
+    grid_spi,
+    provenance,
+    reanalysis_dataset,
+    spi_dataset,
+)
 from services.core.geo import region_mask, region_means
 from services.core.hydrology.calibration import calibrate_gr4j
-from services.core.hydrology.drought import spi_monthly
 from services.core.hydrology.extremes import annual_maxima, return_levels
 from services.core.hydrology.gr4j import mm_per_day_to_m3s, run_gr4j
 from services.core.hydrology.pet import pet_oudin
@@ -54,8 +62,6 @@ CATCHMENT_AREA_KM2 = 2976.41
 LATITUDE_DEG = 50.85
 CALIBRATION_YEARS = (1980, 1985)
 VALIDATION_YEARS = (1986, 1988)
-RETURN_PERIODS = (2, 5, 20)
-SPI_SCALE_MONTHS = 3
 
 SPOTPY = Provider(
     name="spotpy (Houska et al. 2015)",
@@ -63,12 +69,6 @@ SPOTPY = Provider(
     url="https://github.com/thouska/spotpy",
     description="Ships the Fulda basin-mean daily record with its examples (MIT licence).",
 )
-TWINMESH = Provider(
-    name="twinmesh",
-    roles=["processor", "host"],
-    description="Derived the grid, calibrated the model, computes forecasts and warnings.",
-)
-
 GRID_METHOD = (
     "Derived 0.05-degree grid (EPSG:4326). precipitation(t,y,x) = P_basin(t) * O(y,x) * "
     "e(t,y,x) / mean_basin(O * e)(t), where P_basin is the observed basin mean, O a static "
@@ -210,73 +210,7 @@ def derive_forcing_grid(record: BasinRecord, basin: np.ndarray, seed: int) -> xr
         - 0.0065 * (elevation_m - elevation_m[basin].mean())[None]
     )
 
-    coords = {
-        "t": ("t", record.time.values, {"standard_name": "time", "axis": "T"}),
-        "y": ("y", GRID_Y, {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"}),
-        "x": ("x", GRID_X, {"standard_name": "longitude", "units": "degrees_east", "axis": "X"}),
-    }
-    ds = xr.Dataset(
-        {
-            "precipitation": (
-                ("t", "y", "x"),
-                precip.astype("float32"),
-                {
-                    "standard_name": "lwe_thickness_of_precipitation_amount",
-                    "long_name": "daily precipitation",
-                    "units": "mm",
-                    "cell_methods": "t: sum (interval: 1 day)",
-                    "grid_mapping": "spatial_ref",
-                },
-            ),
-            "temperature": (
-                ("t", "y", "x"),
-                temp.astype("float32"),
-                {
-                    "standard_name": "air_temperature",
-                    "long_name": "daily mean air temperature",
-                    "units": "degC",
-                    "cell_methods": "t: mean (interval: 1 day)",
-                    "grid_mapping": "spatial_ref",
-                },
-            ),
-        },
-        coords=coords,
-    )
-    return _with_crs(ds).chunk({"t": 366, "y": -1, "x": -1})
-
-
-def _with_crs(ds: xr.Dataset) -> xr.Dataset:
-    from pyproj import CRS
-
-    crs = CRS.from_epsg(4326)
-    return ds.assign_coords(
-        spatial_ref=xr.DataArray(0, attrs={**crs.to_cf(), "spatial_ref": crs.to_wkt()})
-    )
-
-
-def _provenance(
-    ds: xr.Dataset,
-    *,
-    title: str,
-    source: str,
-    history: str,
-    generated: bool,
-    seed: int | None = None,
-) -> xr.Dataset:
-    attrs: dict[str, object] = {
-        "Conventions": "CF-1.10",
-        "title": title,
-        "institution": "twinmesh demo twin",
-        "source": source,
-        "license": "MIT (data as distributed with spotpy)",
-        "history": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {history}",
-        "generated": "yes" if generated else "no (observed)",
-        "twinmesh_twin": TWIN_ID,
-    }
-    if seed is not None:
-        attrs["random_seed"] = seed
-    ds.attrs.update(attrs)
-    return ds
+    return forcing_dataset(record.time, GRID_X, GRID_Y, precip, temp)
 
 
 def _basin_mask(regions: list[Region]) -> np.ndarray:
@@ -286,28 +220,16 @@ def _basin_mask(regions: list[Region]) -> np.ndarray:
     return mask
 
 
-def _monthly_spi(precip: xr.DataArray, first_year: int) -> np.ndarray:
-    monthly = precip.resample(t="MS").sum().values  # (month, y, x)
-    out = np.full(monthly.shape, np.nan, dtype="float32")
-    with warnings.catch_warnings():
-        # The record is 10 years, not the 30 WMO recommends for SPI: stated in the
-        # dataset's attributes instead of warned 342 times.
-        warnings.filterwarnings("ignore", message=".*[Cc]alibration period.*")
-        for j in range(monthly.shape[1]):
-            for i in range(monthly.shape[2]):
-                out[:, j, i] = spi_monthly(
-                    monthly[:, j, i], first_year, scale_months=SPI_SCALE_MONTHS
-                )
-    return out
+def _provenance(ds: xr.Dataset, **kwargs: object) -> xr.Dataset:
+    return provenance(
+        ds, twin_id=TWIN_ID, licence="MIT (data as distributed with spotpy)", **kwargs
+    )  # type: ignore[arg-type]
 
 
 def build_id(seed: int, repetitions: int) -> str:
     """Fingerprint of everything the build depends on; equal ids mean nothing to redo."""
     text = f"{BUILD_VERSION}|{seed}|{repetitions}|{_fulda_csv().stat().st_size}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-Step = Callable[[str, int, int], None]
 
 
 def build_fulda_twin(
@@ -403,29 +325,7 @@ def build_fulda_twin(
             for k in range(len(regions))
         ]
     )
-    reanalysis = xr.Dataset(
-        {
-            "discharge_m3s": (
-                ("t", "region"),
-                sim.astype("float32"),
-                {"standard_name": "water_volume_transport_in_river_channel", "units": "m3 s-1"},
-            ),
-            "return_level_m3s": (
-                ("region", "return_period"),
-                levels.astype("float32"),
-                {
-                    "long_name": "discharge of the return period (Gumbel fit, annual maxima)",
-                    "units": "m3 s-1",
-                },
-            ),
-        },
-        coords={
-            "t": ("t", t.values, {"standard_name": "time", "axis": "T"}),
-            "region": ("region", [r.id for r in regions]),
-            "region_name": ("region", [r.name for r in regions]),
-            "return_period": ("return_period", list(RETURN_PERIODS), {"units": "years"}),
-        },
-    )
+    reanalysis = reanalysis_dataset(t, sim, levels, regions)
     reanalysis = _provenance(
         reanalysis,
         title="Fulda sub-basin discharge simulated by the calibrated GR4J model",
@@ -441,28 +341,12 @@ def build_fulda_twin(
     report("simulate sub-basins", 1, 1)
 
     report("drought index SPI-3", 0, 1)
-    spi = _monthly_spi(forcing["precipitation"], int(t.year.min()))
+    monthly = forcing["precipitation"].resample(t="MS").sum().values
+    spi = grid_spi(monthly, int(t.year.min()))
     months = pd.date_range(t[0], t[-1], freq="MS")
-    spi_ds = xr.Dataset(
-        {
-            "spi": (
-                ("t", "y", "x"),
-                spi,
-                {
-                    "long_name": f"standardized precipitation index, {SPI_SCALE_MONTHS}-month",
-                    "units": "1",
-                    "grid_mapping": "spatial_ref",
-                },
-            )
-        },
-        coords={
-            "t": ("t", months.values, {"standard_name": "time", "axis": "T"}),
-            "y": forcing["y"],
-            "x": forcing["x"],
-        },
-    )
+    spi_ds = spi_dataset(spi, months, forcing["x"], forcing["y"])
     spi_ds = _provenance(
-        _with_crs(spi_ds).chunk({"t": -1, "y": -1, "x": -1}),
+        spi_ds,
         title=f"Fulda SPI-{SPI_SCALE_MONTHS} on the derived grid",
         source="twinmesh, from the forcing cube with climate-indices (gamma fit)",
         history="monthly sums of the derived precipitation grid, SPI per cell, gamma "
