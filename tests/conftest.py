@@ -15,8 +15,8 @@ TEST_REPETITIONS = 800
 
 @pytest.fixture(scope="session")
 def demo_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Settings of a data directory holding the built demo twin and its catalogue."""
-    from services.core.demo.fulda import build_fulda_twin
+    """Settings of a data directory holding the built demo twins and their catalogue."""
+    from services.core.demo import DEMO_TWINS
     from stac.catalog import build_catalog
 
     data_dir: Path = tmp_path_factory.mktemp("twinmesh-demo")
@@ -26,7 +26,8 @@ def demo_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         stac=StacSettings(port=0),
     )
     store = DatacubeStore(settings.resolved_store_url)
-    build_fulda_twin(store, seed=settings.demo_seed, repetitions=TEST_REPETITIONS)
+    for demo in DEMO_TWINS.values():
+        demo.build_into(store, seed=settings.demo_seed, repetitions=TEST_REPETITIONS)
     build_catalog(store, settings.catalog_dir)
     return settings
 

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -95,36 +96,48 @@ def _progress() -> Progress:
     )
 
 
-def init_demo(settings: Settings, *, force: bool = False, repetitions: int | None = None) -> bool:
-    """Build the demo twin and the catalogue unless they are current; True if built."""
-    from services.core.demo import fulda
+def _progress_reporter(progress: Progress) -> Callable[[str, int, int], None]:
+    """A build's progress callback drawing one bar per step."""
+    tasks: dict[str, Any] = {}
+
+    def report(step: str, done: int, total: int) -> None:
+        if step not in tasks:
+            tasks[step] = progress.add_task(step, total=total)
+        progress.update(tasks[step], completed=done, total=total)
+
+    return report
+
+
+def init_demo(
+    settings: Settings,
+    *,
+    force: bool = False,
+    repetitions: int | None = None,
+    twins: list[str] | None = None,
+) -> list[str]:
+    """Build the demo twins and the catalogue unless they are current; return those built."""
+    from services.core.demo import DEMO_TWINS
     from stac.catalog import build_catalog
 
     store = _store(settings)
     reps = repetitions or settings.calibration_repetitions
-    wanted = fulda.build_id(settings.demo_seed, reps)
-    current = None
-    if fulda.TWIN_ID in store.twin_ids():
-        current = store.read_twin(fulda.TWIN_ID).properties.get("build_id")
-    built = False
-    if force or current != wanted:
-        console.print(f"Building the demo twin [bold]{fulda.TWIN_ID}[/] into {store.url}")
-        tasks: dict[str, Any] = {}
-        with _progress() as progress:
-
-            def report(step: str, done: int, total: int) -> None:
-                if step not in tasks:
-                    tasks[step] = progress.add_task(step, total=total)
-                progress.update(tasks[step], completed=done, total=total)
-
-            twin = fulda.build_fulda_twin(
-                store, seed=settings.demo_seed, repetitions=reps, progress=report
-            )
-        built = True
-    else:
-        twin = store.read_twin(fulda.TWIN_ID)
-        console.print(f"Demo twin [bold]{twin.id}[/] is up to date (build {wanted}).")
-    _print_skill(twin)
+    built = []
+    for twin_id in twins or list(DEMO_TWINS):
+        demo = DEMO_TWINS[twin_id]
+        if force or not demo.is_current(store, settings.demo_seed, reps):
+            console.print(f"Building the demo twin [bold]{demo.id}[/] ({demo.summary})")
+            with _progress() as progress:
+                twin = demo.build_into(
+                    store,
+                    seed=settings.demo_seed,
+                    repetitions=reps,
+                    progress=_progress_reporter(progress),
+                )
+            built.append(demo.id)
+        else:
+            twin = store.read_twin(demo.id)
+            console.print(f"Demo twin [bold]{demo.id}[/] is up to date.")
+        _print_skill(twin)
     catalog = build_catalog(store, settings.catalog_dir)
     n = len(list(catalog.get_all_collections()))
     console.print(f"Catalogue: {n} collections, valid, at {settings.catalog_dir}")
@@ -138,26 +151,43 @@ def _print_skill(twin: Any) -> None:
         table.add_column(col)
     for name in ("calibration", "validation"):
         s = model.skill[name]
-        table.add_row(name, s["period"], f"{s['kge']:.3f}", f"{s['nse']:.3f}")
+        label = name if "aggregate" not in s else f"{name} ({s['aggregate']})"
+        table.add_row(label, s["period"], f"{s['kge']:.3f}", f"{s['nse']:.3f}")
+    for region, s in model.skill.get("regions", {}).items():
+        v = s["validation"]
+        table.add_row(f"  {region}", "validation", f"{v['kge']:.3f}", f"{v['nse']:.3f}")
     console.print(table)
-    params = ", ".join(f"{k}={v:.3f}" for k, v in model.parameters.items())
-    console.print(f"parameters: {params}")
+    if not model.region_parameters:
+        params = ", ".join(f"{k}={v:.3f}" for k, v in model.parameters.items())
+        console.print(f"parameters: {params}")
 
 
 @demo_app.command("init")
 def demo_init(
     ctx: typer.Context,
+    twin: Annotated[
+        list[str] | None,
+        typer.Option("--twin", help="Only this demo twin (repeatable): fulda, delaware."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if current.")] = False,
     repetitions: Annotated[
         int | None,
         typer.Option(
-            help="SCE-UA model runs for calibration (default from settings: 3000).", min=100
+            help="SCE-UA model runs per calibration (default from settings: 3000).", min=100
         ),
     ] = None,
 ) -> None:
-    """Build the demo twin: forcing grid, observed discharge, calibrated GR4J, reanalysis,
-    return levels, SPI-3 and the STAC catalogue. Idempotent: a second run does nothing."""
-    init_demo(_settings(ctx), force=force, repetitions=repetitions)
+    """Build the demo twins (Fulda, Delaware): forcing grid, observed discharge, calibrated
+    GR4J, reanalysis, return levels, SPI-3 and the STAC catalogue. Idempotent: a second
+    run does nothing."""
+    from services.core.demo import DEMO_TWINS
+
+    for name in twin or []:
+        if name not in DEMO_TWINS:
+            raise typer.BadParameter(
+                f"no demo twin {name!r}; choose from {', '.join(DEMO_TWINS)}", param_hint="--twin"
+            )
+    init_demo(_settings(ctx), force=force, repetitions=repetitions, twins=twin)
 
 
 # -- capabilities (quick looks from the terminal) -------------------------------------

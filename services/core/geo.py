@@ -27,5 +27,5 @@ def region_means(cube: xr.DataArray, regions: list[Region]) -> np.ndarray:
         mask = region_mask(r, x, y)
         if not mask.any():
             raise ValueError(f"region {r.id!r} covers no cell of the grid")
-        out.append(values[:, mask].mean(axis=1))
+        out.append(np.nanmean(values[:, mask], axis=1))
     return np.stack(out)

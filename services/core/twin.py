@@ -83,12 +83,19 @@ class ModelInfo(_Frozen):
     id: str
     kind: str
     description: str
+    #: Parameters shared by every region ...
     parameters: dict[str, float]
+    #: ... unless a region has its own (calibrated on its own gauge).
+    region_parameters: dict[str, dict[str, float]] = Field(default_factory=dict)
     #: Period, KGE and NSE of calibration and validation.
     skill: dict[str, Any]
     #: Inputs the model was built from (dataset ids) and how.
     trained_on: list[str]
     created: str
+
+    def parameters_for(self, region_id: str) -> dict[str, float]:
+        """The parameters the model runs with in one region."""
+        return self.region_parameters.get(region_id, self.parameters)
 
 
 class Twin(_Frozen):
@@ -131,6 +138,7 @@ class Twin(_Frozen):
         )
 
     def model(self, model_id: str | None = None) -> ModelInfo:
+        """The model with that id (the first one when ``model_id`` is None)."""
         for m in self.models:
             if model_id is None or m.id == model_id:
                 return m

@@ -71,12 +71,8 @@ def test_up_builds_the_demo_and_prints_skill_and_urls(mesh) -> None:
 def test_a_catalogue_client_walks_the_api(mesh) -> None:
     client = Client.open(mesh["url"])
     collections = {c.id for c in client.get_collections()}
-    assert collections == {
-        "fulda-forcing",
-        "fulda-discharge-observed",
-        "fulda-discharge-reanalysis",
-        "fulda-spi-3",
-    }
+    datasets = ("forcing", "discharge-observed", "discharge-reanalysis", "spi-3")
+    assert collections == {f"{twin}-{d}" for twin in ("fulda", "delaware") for d in datasets}
     for cid in collections:
         items = list(client.get_collection(cid).get_items())
         assert [i.id for i in items] == [cid]

@@ -37,7 +37,7 @@ def test_catalog_validate_passes_then_rejects_a_corrupted_cube_field(
     demo_settings: Settings, tmp_path
 ) -> None:
     ok = run("catalog", "validate", settings=demo_settings)
-    assert ok.returncode == 0 and "9 STAC documents valid" in ok.stdout
+    assert ok.returncode == 0 and "17 STAC documents valid" in ok.stdout
     broken = tmp_path / "catalog"
     shutil.copytree(demo_settings.catalog_dir, broken)
     path = broken / "fulda-forcing" / "collection.json"

@@ -48,9 +48,16 @@ def test_forcing_grid_keeps_the_observed_basin_mean(demo_store: DatacubeStore) -
     assert cube.attrs["generated"].startswith("yes")
 
 
-def test_warnings_levels_for_every_region_with_probabilities(demo_store: DatacubeStore) -> None:
-    result = warnings(demo_store, "fulda", issued="1986-06-01", members=10, lead_days=7)
-    twin = demo_store.read_twin("fulda")
+#: An issue day inside each demo twin's record (a year after its start).
+ISSUE_DAY = {"fulda": "1987-06-01", "delaware": "1980-06-01"}
+
+
+@pytest.mark.parametrize("twin_id", sorted(ISSUE_DAY))
+def test_warnings_levels_for_every_region_with_probabilities(
+    demo_store: DatacubeStore, twin_id: str
+) -> None:
+    result = warnings(demo_store, twin_id, issued=ISSUE_DAY[twin_id], members=10, lead_days=7)
+    twin = demo_store.read_twin(twin_id)
     assert {w.region_id for w in result} == {r.id for r in twin.regions}
     for w in result:
         assert w.flood_level in {"none", "medium", "high", "severe"}
@@ -60,17 +67,38 @@ def test_warnings_levels_for_every_region_with_probabilities(demo_store: Datacub
         assert w.valid_from > w.issued
 
 
-def test_scaled_precipitation_raises_a_flood_level(demo_store: DatacubeStore) -> None:
+@pytest.mark.parametrize("twin_id", sorted(ISSUE_DAY))
+def test_scaled_precipitation_raises_a_flood_level(demo_store: DatacubeStore, twin_id: str) -> None:
     order = ["none", "medium", "high", "severe"]
-    kwargs = dict(issued="1987-06-01", members=20, lead_days=10, seed=3)
-    base = {w.region_id: w for w in warnings(demo_store, "fulda", **kwargs)}
+    kwargs = dict(issued=ISSUE_DAY[twin_id], members=20, lead_days=10, seed=3)
+    base = {w.region_id: w for w in warnings(demo_store, twin_id, **kwargs)}
     wet = {
-        w.region_id: w for w in warnings(demo_store, "fulda", precipitation_factor=4.0, **kwargs)
+        w.region_id: w for w in warnings(demo_store, twin_id, precipitation_factor=4.0, **kwargs)
     }
     raised = [r for r in base if order.index(wet[r].flood_level) > order.index(base[r].flood_level)]
     assert raised, {r: (base[r].flood_level, wet[r].flood_level) for r in base}
     for r in base:
         assert wet[r].flood_probability[2] >= base[r].flood_probability[2]
+
+
+def test_delaware_regions_are_real_gauged_basins_with_their_own_models(
+    demo_store: DatacubeStore,
+) -> None:
+    from services.core.demo.delaware import REGION_GAUGES
+
+    twin = demo_store.read_twin("delaware")
+    model = twin.model("gr4j")
+    assert len(twin.gauges) == 168
+    gauges = {g.id: g for g in twin.gauges}
+    for gauge_id, (region_id, _) in REGION_GAUGES.items():
+        region = twin.region(region_id)
+        # The basin found through the NHM network matches USGS's drainage area.
+        assert region.area_km2 == pytest.approx(gauges[gauge_id].area_km2, rel=0.1)
+        assert set(model.parameters_for(region_id)) == {"x1_mm", "x2_mm", "x3_mm", "x4_days"}
+    assert len({tuple(p.values()) for p in model.region_parameters.values()}) == len(REGION_GAUGES)
+    assert model.skill["validation"]["kge"] > 0.5
+    runoff = simulate(demo_store, "delaware", "1980-01-01", "1980-12-31")
+    assert runoff["discharge_m3s"].shape == (366, len(REGION_GAUGES))
 
 
 def test_simulate_scenario_scales_discharge(demo_store: DatacubeStore) -> None:

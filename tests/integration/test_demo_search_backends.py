@@ -14,12 +14,9 @@ from stac_api_contract import running_stac_server
 from services.core.postgres import TemporaryPostgres
 from services.core.settings import Settings
 
-DEMO_ITEMS = {
-    "fulda-forcing",
-    "fulda-discharge-observed",
-    "fulda-discharge-reanalysis",
-    "fulda-spi-3",
-}
+DATASETS = ("forcing", "discharge-observed", "discharge-reanalysis", "spi-3")
+FULDA = {f"fulda-{d}" for d in DATASETS}
+DELAWARE = {f"delaware-{d}" for d in DATASETS}
 
 
 @pytest.fixture(
@@ -43,10 +40,12 @@ def _ids(client: Client, **search) -> set[str]:
 
 def test_search_by_bbox_datetime_and_collection(demo_api: str) -> None:
     client = Client.open(demo_api)
-    assert _ids(client) == DEMO_ITEMS
-    assert _ids(client, bbox=[9.5, 50.5, 9.9, 50.9]) == DEMO_ITEMS
+    assert _ids(client) == FULDA | DELAWARE
+    assert _ids(client, bbox=[9.5, 50.5, 9.9, 50.9]) == FULDA
+    assert _ids(client, bbox=[-75.5, 40.0, -75.0, 40.5]) == DELAWARE
     assert _ids(client, bbox=[-5.0, 40.0, 0.0, 45.0]) == set()
-    assert _ids(client, datetime="1985-06-01/1985-06-30") == DEMO_ITEMS
+    assert _ids(client, datetime="1985-06-01/1985-06-30") == FULDA
+    assert _ids(client, datetime="1980-06-01/1980-06-30") == FULDA | DELAWARE
     assert _ids(client, datetime="1990-01-01/1991-01-01") == set()
     assert _ids(
         client,

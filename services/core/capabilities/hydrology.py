@@ -56,8 +56,8 @@ def region_forcing(store: DatacubeStore, twin: Twin) -> RegionForcing:
     return RegionForcing(time, twin.regions, precip, temp, pet)
 
 
-def _params(twin: Twin) -> GR4JParams:
-    p = twin.model("gr4j").parameters
+def _params(twin: Twin, region_id: str) -> GR4JParams:
+    p = twin.model("gr4j").parameters_for(region_id)
     return GR4JParams(p["x1_mm"], p["x2_mm"], p["x3_mm"], p["x4_days"])
 
 
@@ -90,7 +90,6 @@ def simulate(
     factor = check_factor(precipitation_factor, "precipitation_factor")
     selected = _select_regions(twin, regions)
     forcing = region_forcing(store, twin)
-    params = _params(twin)
 
     t = forcing.time
     in_period = (t >= pd.Timestamp(start_d)) & (t <= pd.Timestamp(end_d))
@@ -99,6 +98,7 @@ def simulate(
     for j, k in enumerate(selected):
         precip = forcing.precipitation_mm[k, :last].copy()
         precip[in_period[:last]] *= factor
+        params = _params(twin, twin.regions[k].id)
         q_mm, _ = run_gr4j(precip, forcing.pet_mm[k, :last], params)
         out[:, j] = mm_per_day_to_m3s(q_mm[in_period[:last]], twin.regions[k].area_km2)
 
@@ -160,7 +160,6 @@ def forecast(
         )
     selected = _select_regions(twin, regions)
     forcing = region_forcing(store, twin)
-    params = _params(twin)
 
     i0 = int(forcing.time.get_loc(pd.Timestamp(issued_d))) + 1  # first lead day
     window = slice(i0, i0 + lead_days)
@@ -174,6 +173,7 @@ def forecast(
     t_err = rng.standard_normal((members, lead_days)) * sigma_t
     out = np.empty((members, lead_days, len(selected)))
     for j, k in enumerate(selected):
+        params = _params(twin, twin.regions[k].id)
         _, state = run_gr4j(forcing.precipitation_mm[k, :i0], forcing.pet_mm[k, :i0], params)
         local = rng.standard_normal((members, lead_days))
         z = 0.8 * shared + 0.6 * local
