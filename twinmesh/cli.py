@@ -255,7 +255,7 @@ def show_warnings(
         p = w.flood_probability
         spi = "" if w.spi is None else f"{w.spi:.2f}"
         table.add_row(
-            w.region_name,
+            w.region_id,
             w.flood_level,
             f"{p[2]:.2f}",
             f"{p[5]:.2f}",
