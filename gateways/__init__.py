@@ -1,1 +1,3 @@
-"""Authentication and authorisation: one token validator for every interface (arrives with its issue)."""
+"""Authentication and authorisation: one token validator for every interface.
+
+Arrives with its issue."""

@@ -11,11 +11,12 @@ messages, and reports every error in the STAC API shape ``{"code", "description"
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
 
 import orjson
 import uvicorn
@@ -27,7 +28,7 @@ from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
 from stac_fastapi.types.errors import InvalidQueryParameter, StacApiError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core.errors import TwinmeshError
 from services.core.settings import Settings, load_settings
@@ -35,6 +36,7 @@ from stac.api.embedded import (
     CatalogLoad,
     catalog_fingerprint,
     create_embedded_api,
+    expand_full_dates,
     index_fingerprint,
     load_catalog_embedded,
     parse_bbox,
@@ -123,9 +125,10 @@ def _sync_pgstac(settings: Settings) -> CatalogLoad | None:
 async def _validate_search_parameters(request: Request) -> None:
     """Reject bad bbox / datetime / intersects with a 400 before any backend runs.
 
-    stac-fastapi's GET model checks only the number of bbox values, and stac-pydantic
-    lets a box with minx > maxx through, which pgstac then silently searches as the
-    normalised box. One check here gives both backends the same answers and messages.
+    stac-fastapi's GET model checks only the number of bbox values and its range, and
+    stac-fastapi and pgstac each word their errors differently. One check here gives
+    both backends the same answers and messages. (A bbox with minx > maxx is valid:
+    it crosses the antimeridian, and each backend searches its two parts.)
     """
     if request.method == "POST":
         raw = await request.body()
@@ -146,7 +149,9 @@ async def _validate_search_parameters(request: Request) -> None:
         parse_bbox(bbox)
     if datetime is not None:
         if not isinstance(datetime, str):
-            raise InvalidQueryParameter("datetime must be a string (RFC 3339 instant or interval)")
+            raise InvalidQueryParameter(
+                "datetime must be a string (an RFC 3339 instant or interval, or plain dates)"
+            )
         parse_datetime_interval(datetime)
     if intersects is not None:
         parse_intersects(intersects)
@@ -205,6 +210,114 @@ def install_stac_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, internal_error)
 
 
+def _normalised_datetime(value: Any) -> Any:
+    """``value`` with plain dates expanded, if it is a valid ``datetime``; else unchanged.
+
+    An invalid value is left as the user wrote it, so the 400 of
+    :func:`_validate_search_parameters` quotes their text, not its expansion.
+    """
+    if not isinstance(value, str):
+        return value
+    expanded = expand_full_dates(value)
+    if expanded == value:
+        return value
+    try:
+        parse_datetime_interval(value)
+    except InvalidQueryParameter:
+        return value
+    return expanded
+
+
+def _normalised_query_string(query_string: bytes) -> bytes:
+    """The query string with its ``datetime`` values normalised, other bytes untouched."""
+    pairs = query_string.split(b"&")
+    changed = False
+    for n, pair in enumerate(pairs):
+        name, sep, raw = pair.partition(b"=")
+        if unquote_plus(name.decode("latin-1")) != "datetime" or not sep:
+            continue
+        value = unquote_plus(raw.decode("latin-1"), encoding="utf-8", errors="replace")
+        normalised = _normalised_datetime(value)
+        if normalised != value:
+            pairs[n] = name + b"=" + quote(normalised, safe=":/").encode("ascii")
+            changed = True
+    return b"&".join(pairs) if changed else query_string
+
+
+def _normalised_search_body(body: bytes) -> bytes:
+    """A POST /search JSON body with its ``datetime`` normalised; else ``body`` itself."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body  # FastAPI reports malformed JSON itself
+    if not isinstance(data, dict) or "datetime" not in data:
+        return body
+    normalised = _normalised_datetime(data["datetime"])
+    if normalised == data["datetime"]:
+        return body
+    return orjson.dumps({**data, "datetime": normalised})
+
+
+_ITEMS_ROUTE = re.compile(r"/collections/[^/]+/items")
+
+
+class _DateOnlyDatetimeMiddleware:
+    """Expand plain dates in ``datetime`` to RFC 3339 date-times before any route runs.
+
+    stac-fastapi parses ``datetime`` itself (GET request models, stac-pydantic for
+    POST) before either backend sees it, and accepts date-times only; rewriting the
+    query string of GET /search and /collections/{id}/items and the JSON body of
+    POST /search here lets both backends answer ``datetime=1985-01-01/1985-12-31``.
+    The expansion is :func:`stac.api.embedded.expand_full_dates`.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        root_path = scope.get("root_path", "")
+        if root_path and path.startswith(root_path + "/"):
+            path = path[len(root_path) :]
+        method = scope["method"]
+        if method == "GET" and (path == "/search" or _ITEMS_ROUTE.fullmatch(path)):
+            query_string = _normalised_query_string(scope.get("query_string", b""))
+            if query_string != scope.get("query_string", b""):
+                scope = {**scope, "query_string": query_string}
+        elif method == "POST" and path == "/search":
+            scope, receive = await self._normalise_body(scope, receive)
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _normalise_body(scope: Scope, receive: Receive) -> tuple[Scope, Receive]:
+        """Read the whole body, rewrite it, and replay it to the app as one message."""
+        messages: list[Message] = []
+        body = b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break  # the client left; replay what came and let the app notice
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                new_body = _normalised_search_body(body)
+                if new_body is not body:
+                    messages = [{"type": "http.request", "body": new_body, "more_body": False}]
+                    headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+                    headers.append((b"content-length", str(len(new_body)).encode("ascii")))
+                    scope = {**scope, "headers": headers}
+                break
+        pending = iter(messages)
+
+        async def replay() -> Message:
+            return next(pending, None) or await receive()
+
+        return scope, replay
+
+
 class _PublicUrlMiddleware:
     """Make the request look as if it arrived at ``public_url`` (links are built from it).
 
@@ -241,6 +354,7 @@ def _harden(api: StacApi, settings: Settings) -> FastAPI:
         dependencies=[Depends(_validate_search_parameters)],
     )
     install_stac_error_handlers(app)
+    app.add_middleware(_DateOnlyDatetimeMiddleware)
     if settings.stac.public_url:
         app.add_middleware(_PublicUrlMiddleware, public_url=settings.stac.public_url)
     app.state.twinmesh_settings = settings

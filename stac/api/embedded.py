@@ -22,6 +22,7 @@ import binascii
 import hashlib
 import logging
 import os
+import re
 import sqlite3
 import tempfile
 import threading
@@ -29,7 +30,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
@@ -39,7 +40,17 @@ import orjson
 import shapely
 from brotli_asgi import BrotliMiddleware
 from fastapi import FastAPI
-from shapely.geometry import box, shape
+from shapely.geometry import (
+    GeometryCollection,
+    LineString,
+    MultiLineString,
+    MultiPoint,
+    MultiPolygon,
+    Point,
+    Polygon,
+    box,
+    shape,
+)
 from shapely.geometry.base import BaseGeometry
 from stac_fastapi.api.app import StacApi
 from stac_fastapi.api.middleware import ProxyHeaderMiddleware
@@ -71,8 +82,11 @@ __all__ = [
     "SearchPage",
     "SearchQuery",
     "StaticCatalog",
+    "bbox_geometry",
+    "bbox_parts",
     "catalog_fingerprint",
     "create_embedded_api",
+    "expand_full_dates",
     "index_fingerprint",
     "item_time_range_us",
     "load_catalog_embedded",
@@ -303,11 +317,12 @@ def item_time_range_us(properties: dict[str, Any]) -> tuple[int, int, int] | Non
 
 
 def parse_bbox(values: Sequence[Any] | str) -> tuple[float, float, float, float]:
-    """A search bbox as (minx, miny, maxx, maxy) in WGS84, or InvalidQueryParameter.
+    """A search bbox as (west, south, east, north) in WGS84, or InvalidQueryParameter.
 
     Accepts 4 or 6 numbers (a 3D bbox's heights are ignored). Longitudes must lie in
-    [-180, 180], latitudes in [-90, 90], and each minimum must not exceed its maximum:
-    a box that crosses the antimeridian is to be sent as two searches.
+    [-180, 180], latitudes in [-90, 90], and south must not exceed north. West greater
+    than east is a box that crosses the antimeridian (STAC API, OGC API Features):
+    :func:`bbox_parts` splits it into the two boxes it covers.
     """
     if isinstance(values, str):
         try:
@@ -335,11 +350,11 @@ def parse_bbox(values: Sequence[Any] | str) -> tuple[float, float, float, float]
         raise InvalidQueryParameter(f"bbox longitudes {minx}, {maxx} must lie in [-180, 180]")
     if not (-90 <= miny <= 90 and -90 <= maxy <= 90):
         raise InvalidQueryParameter(f"bbox latitudes {miny}, {maxy} must lie in [-90, 90]")
-    if minx > maxx or miny > maxy:
+    if miny > maxy:
         raise InvalidQueryParameter(
-            f"bbox {numbers} has a minimum greater than its maximum; expected "
-            "minx <= maxx and miny <= maxy (split a box that crosses the antimeridian "
-            "into two searches)"
+            f"bbox {numbers} has its south latitude {miny} above its north latitude {maxy}; "
+            "expected minx,miny,maxx,maxy with miny <= maxy (minx > maxx is allowed: "
+            "such a box crosses the antimeridian)"
         )
     return minx, miny, maxx, maxy
 
@@ -348,22 +363,121 @@ def _finite(value: float) -> bool:
     return value == value and value not in (float("inf"), float("-inf"))
 
 
+def bbox_parts(
+    bbox: tuple[float, float, float, float],
+) -> list[tuple[float, float, float, float]]:
+    """The plain boxes (minx <= maxx) a validated bbox covers: one, or two across ±180.
+
+    A bbox whose west exceeds its east crosses the antimeridian: it covers
+    [west, 180] and [-180, east].
+    """
+    west, south, east, north = bbox
+    if west <= east:
+        return [(west, south, east, north)]
+    return [(west, south, 180.0, north), (-180.0, south, east, north)]
+
+
+def _box_geometry(minx: float, miny: float, maxx: float, maxy: float) -> BaseGeometry:
+    """A plain box as the valid geometry it is: a polygon, or a line or point if collapsed."""
+    if minx == maxx and miny == maxy:
+        return Point(minx, miny)
+    if minx == maxx or miny == maxy:
+        return LineString([(minx, miny), (maxx, maxy)])
+    return box(minx, miny, maxx, maxy)
+
+
+def bbox_geometry(bbox: tuple[float, float, float, float]) -> BaseGeometry:
+    """A validated bbox as one valid geometry, for exact intersection tests.
+
+    A zero-width or zero-height box becomes the point or line it is, rather than a
+    collapsed polygon, which GEOS and PostGIS do not treat as valid. A box crossing
+    the antimeridian becomes a MultiPolygon of its two parts (a MultiLineString,
+    MultiPoint or GeometryCollection if a part has collapsed, e.g. ``west == 180``).
+    """
+    parts = [_box_geometry(*part) for part in bbox_parts(bbox)]
+    if len(parts) == 1:
+        return parts[0]
+    kinds = {type(part) for part in parts}
+    if kinds == {Polygon}:
+        return MultiPolygon(parts)
+    if kinds == {LineString}:
+        return MultiLineString(parts)
+    if kinds == {Point}:
+        return MultiPoint(parts)
+    return GeometryCollection(parts)
+
+
+#: An RFC 3339 full-date (ASCII digits only; ``date.fromisoformat`` alone takes more).
+_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATETIME_EXAMPLES = (
+    "expected e.g. 2020-01-01T00:00:00Z, 2020-01-01T00:00:00Z/2020-12-31T23:59:59Z or "
+    "../2020-12-31T23:59:59Z; plain dates are accepted too (2020-01-01, "
+    "2020-01-01/2020-12-31: whole days in UTC)"
+)
+
+
+def _full_date(text: str) -> date | None:
+    if not _FULL_DATE.fullmatch(text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _start_of_day(day: date) -> str:
+    return f"{day.isoformat()}T00:00:00Z"
+
+
+def _end_of_day(day: date) -> str:
+    return f"{day.isoformat()}T23:59:59.999999Z"
+
+
+def expand_full_dates(value: str) -> str:
+    """``datetime`` with each plain date (``YYYY-MM-DD``) replaced by RFC 3339 date-times.
+
+    curl and browser users write dates; STAC API wants date-times. A date as an
+    instant is the whole day (``D`` becomes ``DT00:00:00Z/DT23:59:59.999999Z``); as
+    an interval start it is the day's first moment, as an end its last, in UTC.
+    Everything else, valid or not, is returned unchanged for the strict parser.
+    """
+    parts = value.split("/")
+    if len(parts) == 1:
+        day = _full_date(value)
+        return value if day is None else f"{_start_of_day(day)}/{_end_of_day(day)}"
+    if len(parts) != 2:
+        return value
+    first, last = (_full_date(part) for part in parts)
+    return "/".join(
+        [
+            parts[0] if first is None else _start_of_day(first),
+            parts[1] if last is None else _end_of_day(last),
+        ]
+    )
+
+
 def parse_datetime_interval(value: str) -> tuple[int | None, int | None]:
     """An RFC 3339 instant or interval as (start_us, end_us); None for an open end.
 
-    Accepts ``T``, ``T1/T2``, ``../T2``, ``T1/..`` (an empty side is open too).
-    Raises InvalidQueryParameter for anything else, for ``../..`` and for intervals
-    whose start is after their end.
+    Accepts ``T``, ``T1/T2``, ``../T2``, ``T1/..`` (an empty side is open too), where
+    each side may also be a plain date (see :func:`expand_full_dates`). Raises
+    InvalidQueryParameter for anything else, for ``../..`` and for intervals whose
+    start is after their end; messages quote ``value`` as given.
     """
     if not isinstance(value, str) or not value.strip():
-        raise InvalidQueryParameter("datetime is empty; expected an RFC 3339 instant or interval")
-    parts = value.split("/")
-    if len(parts) > 2:
+        raise InvalidQueryParameter(
+            "datetime is empty; expected an RFC 3339 instant or interval (or plain dates)"
+        )
+    original_parts = value.split("/")
+    if len(original_parts) > 2:
         raise InvalidQueryParameter(
             f"datetime {value!r} has more than one '/'; expected an instant or start/end"
         )
+    parts = expand_full_dates(value).split("/")
+    # A plain date as an instant expands to an interval: both sides stem from ``value``.
+    originals = original_parts if len(original_parts) == len(parts) else [value, value]
     bounds: list[int | None] = []
-    for part in parts:
+    for part, original in zip(parts, originals, strict=True):
         if part in ("", ".."):
             bounds.append(None)
             continue
@@ -371,13 +485,13 @@ def parse_datetime_interval(value: str) -> tuple[int | None, int | None]:
             bounds.append(_to_us(rfc3339_str_to_datetime(part)))
         except (ValueError, OverflowError):
             raise InvalidQueryParameter(
-                f"datetime {part!r} is not an RFC 3339 date-time; expected e.g. "
-                "2020-01-01T00:00:00Z, 2020-01-01T00:00:00Z/2020-12-31T23:59:59Z or "
-                "../2020-12-31T23:59:59Z"
+                f"datetime {original!r} is not an RFC 3339 date-time; {_DATETIME_EXAMPLES}"
             ) from None
     if len(bounds) == 1:
         if bounds[0] is None:
-            raise InvalidQueryParameter(f"datetime {value!r} is not an RFC 3339 date-time")
+            raise InvalidQueryParameter(
+                f"datetime {value!r} is not an RFC 3339 date-time; {_DATETIME_EXAMPLES}"
+            )
         return bounds[0], bounds[0]
     start, end = bounds
     if start is None and end is None:
@@ -862,15 +976,34 @@ class EmbeddedIndex:
                 params.append(start - self._max_duration_us())
 
         spatial = query.intersects
-        if spatial is None and query.bbox is not None:
-            spatial = box(*query.bbox)
+        # The plain boxes to prefilter with: the geometry's bounds, or the bbox's one
+        # or two parts (two when it crosses the antimeridian).
+        prefilter: list[tuple[float, float, float, float]] = []
         if spatial is not None:
-            minx, miny, maxx, maxy = spatial.bounds
-            join = "JOIN items_rtree r ON r.id = i.rowid"
-            where.append("r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ?")
-            params.extend([maxx, minx, maxy, miny])
-            where.append("i.minx <= ? AND i.maxx >= ? AND i.miny <= ? AND i.maxy >= ?")
-            params.extend([maxx, minx, maxy, miny])
+            prefilter = [spatial.bounds]
+        elif query.bbox is not None:
+            spatial = bbox_geometry(query.bbox)
+            prefilter = bbox_parts(query.bbox)
+        if spatial is not None:
+            overlaps = "{0}minx <= ? AND {0}maxx >= ? AND {0}miny <= ? AND {0}maxy >= ?"
+            if len(prefilter) == 1:
+                join = "JOIN items_rtree r ON r.id = i.rowid"
+                where.append(overlaps.format("r."))
+            else:
+                # The R*Tree answers ANDed ranges only: one subquery per part.
+                where.append(
+                    "i.rowid IN ("
+                    + " UNION ".join(
+                        f"SELECT id FROM items_rtree WHERE {overlaps.format('')}" for _ in prefilter
+                    )
+                    + ")"
+                )
+            for minx, miny, maxx, maxy in prefilter:
+                params.extend([maxx, minx, maxy, miny])
+            # Exact for rectangular items (is_box = 1) when the query is a bbox.
+            where.append("(" + " OR ".join(f"({overlaps.format('i.')})" for _ in prefilter) + ")")
+            for minx, miny, maxx, maxy in prefilter:
+                params.extend([maxx, minx, maxy, miny])
             query_is_box = query.intersects is None or box(*spatial.bounds).equals(spatial)
             shapely.prepare(spatial)
             geom_key = id(spatial)

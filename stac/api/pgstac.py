@@ -19,11 +19,12 @@ from typing import Any
 import attr
 import psycopg
 from fastapi import FastAPI
-from geojson_pydantic.geometries import LineString, Point
+from geojson_pydantic.geometries import Geometry, parse_geometry_obj
 from psycopg.conninfo import conninfo_to_dict
 from pypgstac.db import PgstacDB
 from pypgstac.load import Loader, Methods
 from pypgstac.migrate import Migrate
+from shapely.geometry import mapping
 from stac_fastapi.api.app import StacApi
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import PostgresSettings, Settings
@@ -33,7 +34,7 @@ from stac_fastapi.pgstac.models.extensions import Extensions
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from stac.api.embedded import CatalogLoad, read_catalog
+from stac.api.embedded import CatalogLoad, bbox_geometry, parse_bbox, read_catalog
 
 __all__ = [
     "TwinmeshPgstacClient",
@@ -66,27 +67,25 @@ def postgres_settings_from_dsn(dsn: str, **pool: Any) -> PostgresSettings:
     )
 
 
-def _degenerate_bbox_as_geometry(bbox: Any) -> Point | LineString | None:
-    """A zero-width or zero-height bbox as the valid point or line it really is.
+def _bbox_as_intersects(bbox: Any) -> Geometry | None:
+    """A bbox pgstac would get wrong, as the ``intersects`` geometry it means; else None.
 
-    pgstac turns every bbox into ``ST_MakeEnvelope``; for a degenerate box that is a
-    collapsed, invalid polygon, and PostGIS 3.3 / GEOS 3.11 then answer
-    ``ST_Intersects`` false for every non-rectangular item, even one whose interior
-    holds the point. Sent as ``intersects`` the same search is answered correctly.
+    pgstac turns every bbox into ``ST_MakeEnvelope``, which is wrong in two cases:
+
+    - a zero-width or zero-height box is a collapsed, invalid polygon, and PostGIS
+      3.3 / GEOS 3.11 then answer ``ST_Intersects`` false for every non-rectangular
+      item, even one whose interior holds the point; sent as the point or line it
+      is, the search is answered correctly;
+    - a box whose west exceeds its east crosses the antimeridian, and the envelope
+      silently swaps the two, searching the rest of the world instead; sent as the
+      MultiPolygon of its two parts, it searches what the STAC API means.
     """
     if not bbox:
         return None
-    values = list(bbox)
-    if len(values) == 6:
-        values = [values[0], values[1], values[3], values[4]]
-    if len(values) != 4:
+    west, south, east, north = parse_bbox(list(bbox))
+    if west < east and south < north:
         return None
-    minx, miny, maxx, maxy = (float(v) for v in values)
-    if minx == maxx and miny == maxy:
-        return Point(type="Point", coordinates=(minx, miny))
-    if minx == maxx or miny == maxy:
-        return LineString(type="LineString", coordinates=[(minx, miny), (maxx, maxy)])
-    return None
+    return parse_geometry_obj(mapping(bbox_geometry((west, south, east, north))))
 
 
 @attr.s
@@ -97,13 +96,15 @@ class TwinmeshPgstacClient(CoreCrudClient):
       ``start_datetime``/``end_datetime``), which breaks the STAC item schema (pgstac
       issues #158, #425): the key is restored as ``null`` on the way out.
     - a degenerate bbox (a point or a line, ``minx == maxx`` or ``miny == maxy``)
-      misses non-rectangular items in pgstac; it is sent as ``intersects`` instead.
+      misses non-rectangular items in pgstac, and a bbox crossing the antimeridian
+      (``minx > maxx``) is searched as its complement; both are sent as
+      ``intersects`` instead (:func:`_bbox_as_intersects`).
     """
 
     landing_page_id: str = attr.ib(default="twinmesh")
 
     async def _search_base(self, search_request: Any, request: Request) -> Any:  # type: ignore[override]
-        geometry = _degenerate_bbox_as_geometry(getattr(search_request, "bbox", None))
+        geometry = _bbox_as_intersects(getattr(search_request, "bbox", None))
         if geometry is not None:
             search_request = search_request.model_copy(
                 update={"bbox": None, "intersects": geometry}

@@ -32,7 +32,7 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pystac_client import Client
-from shapely.geometry import Polygon, box, mapping, shape
+from shapely.geometry import MultiPolygon, Polygon, box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 __all__ = [
@@ -45,6 +45,8 @@ __all__ = [
     "StacApiContract",
     "brute_force_ids",
     "build_test_catalog",
+    "random_bboxes",
+    "random_searches",
     "running_stac_server",
     "search_params",
 ]
@@ -128,6 +130,26 @@ def _items() -> list[ItemSpec]:
             _t("2021-09-01T00:00:00Z"),
             _t("2021-11-30T23:59:59Z"),
         ),
+        # Near the antimeridian: Chukotka west of it and east of it ...
+        ItemSpec(
+            "discharge-chukotka-west",
+            "discharge",
+            box(176, 64, 179, 65.5),
+            _t("2020-11-15T00:00:00Z"),
+        ),
+        ItemSpec(
+            "discharge-chukotka-east",
+            "discharge",
+            box(-179, 64, -176, 65.5),
+            _t("2020-12-15T00:00:00Z"),
+        ),
+        # ... and Fiji across it, split at ±180 as RFC 7946 asks.
+        ItemSpec(
+            "soil-moisture-fiji",
+            "soil-moisture",
+            MultiPolygon([box(177, -19, 180, -16), box(-180, -19, -179, -16)]),
+            _t("2021-03-20T06:00:00Z"),
+        ),
     ]
     return items
 
@@ -188,6 +210,55 @@ SEARCH_CASES: list[SearchCase] = [
     ),
     SearchCase("bbox-empty", {"bbox": [-10.0, 30.0, -5.0, 35.0]}, _ids()),
     SearchCase(
+        "bbox-across-the-antimeridian",
+        {"bbox": [170.0, 60.0, -170.0, 70.0]},
+        _ids("discharge-chukotka-west", "discharge-chukotka-east"),
+    ),
+    SearchCase(
+        "bbox-across-the-antimeridian-east-part-only",
+        {"bbox": [179.5, 63.0, -178.5, 66.0]},
+        _ids("discharge-chukotka-east"),
+    ),
+    SearchCase(
+        "bbox-across-the-antimeridian-touching-the-west-part",
+        {"bbox": [179.0, 63.0, -179.5, 64.0]},
+        _ids("discharge-chukotka-west"),
+    ),
+    SearchCase(
+        "bbox-across-the-antimeridian-item-crossing-too",
+        {"bbox": [179.5, -20.0, -179.5, -18.0]},
+        _ids("soil-moisture-fiji"),
+    ),
+    SearchCase(
+        "bbox-across-the-antimeridian-is-not-its-complement",
+        {"bbox": [170.0, 40.0, -170.0, 50.0]},
+        _ids(),
+    ),
+    SearchCase(
+        "bbox-complement-of-an-antimeridian-box",
+        {"bbox": [-170.0, 60.0, 170.0, 70.0]},
+        _ids(),
+    ),
+    SearchCase(
+        "bbox-ending-at-180-across-the-antimeridian",
+        {"bbox": [180.0, -17.0, -180.0, -15.0]},
+        _ids("soil-moisture-fiji"),
+    ),
+    SearchCase(
+        "bbox-around-the-world-but-europe",
+        {"bbox": [12.5, 44.0, 7.5, 45.5]},
+        _ids(
+            "discharge-2020-01",
+            "discharge-2020-02",
+            "discharge-2020-03",
+            "discharge-2020-04",
+            "discharge-2020-09",
+            "discharge-2020-10",
+            "soil-moisture-triangle",
+            "soil-moisture-alps",
+        ),
+    ),
+    SearchCase(
         "intersects-polygon",
         {
             "intersects": {
@@ -224,6 +295,31 @@ SEARCH_CASES: list[SearchCase] = [
         ),
     ),
     SearchCase(
+        "datetime-date-instant-is-the-whole-day",
+        {"datetime": "2020-06-15"},
+        _ids("soil-moisture-triangle", "soil-moisture-alps"),
+    ),
+    SearchCase(
+        "datetime-date-interval",
+        {"datetime": "2020-06-10/2020-06-15"},
+        _ids("soil-moisture-triangle", "soil-moisture-alps"),
+    ),
+    SearchCase(
+        "datetime-date-open-start",
+        {"datetime": "../2019-12-31"},
+        _ids("soil-moisture-alps"),
+    ),
+    SearchCase(
+        "datetime-date-open-end",
+        {"datetime": "2021-08-16/.."},
+        _ids("soil-moisture-alps", "soil-moisture-season"),
+    ),
+    SearchCase(
+        "datetime-date-and-date-time",
+        {"datetime": "2020-01-09/2020-02-01T00:00:00Z"},
+        _ids("discharge-2020-01", "discharge-2020-02", "soil-moisture-alps"),
+    ),
+    SearchCase(
         "collection",
         {"collections": ["discharge"]},
         frozenset(i.id for i in ITEMS if i.collection == "discharge"),
@@ -243,6 +339,15 @@ SEARCH_CASES: list[SearchCase] = [
         ),
     ),
     SearchCase(
+        "collection-bbox-across-the-antimeridian-date",
+        {
+            "collections": ["discharge"],
+            "bbox": [175.0, 60.0, -175.0, 70.0],
+            "datetime": "2020-12-01/2020-12-31",
+        },
+        _ids("discharge-chukotka-east"),
+    ),
+    SearchCase(
         "ids",
         {"ids": ["discharge-2020-01", "soil-moisture-triangle", "no-such-item"]},
         _ids("discharge-2020-01", "soil-moisture-triangle"),
@@ -251,10 +356,27 @@ SEARCH_CASES: list[SearchCase] = [
 ]
 
 
+def _bound(text: str, *, end: bool) -> datetime | None:
+    """One side of a datetime interval; a plain date is the whole day (UTC)."""
+    if text in ("", ".."):
+        return None
+    if len(text) == len("2020-01-01"):
+        day = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return day + timedelta(days=1) - timedelta(microseconds=1) if end else day
+    return _t(text)
+
+
 def _parse_interval(value: str) -> tuple[datetime | None, datetime | None]:
     parts = value.split("/")
-    bounds = [None if p in ("", "..") else _t(p) for p in parts]
-    return (bounds[0], bounds[0]) if len(bounds) == 1 else (bounds[0], bounds[1])
+    return _bound(parts[0], end=False), _bound(parts[-1], end=True)
+
+
+def _bbox_boxes(bbox: list[float]) -> list[BaseGeometry]:
+    """A bbox as plain boxes: two when west > east (it crosses the antimeridian)."""
+    west, south, east, north = bbox if len(bbox) == 4 else [bbox[i] for i in (0, 1, 3, 4)]
+    if west <= east:
+        return [box(west, south, east, north)]
+    return [box(west, south, 180, north), box(-180, south, east, north)]
 
 
 def brute_force_ids(
@@ -268,9 +390,11 @@ def brute_force_ids(
     """The ids a STAC search must return, by checking every item in plain Python.
 
     Spatial: the item geometry intersects the search geometry (boundaries touch
-    count). Temporal: the item's [start, end] (or its instant) meets the interval.
+    count); a bbox with west > east crosses the antimeridian and is the union of
+    [west, 180] and [-180, east]. Temporal: the item's [start, end] (or its instant)
+    meets the interval; a plain date is the whole day.
     """
-    geometry = box(*bbox) if bbox else (shape(intersects) if intersects else None)
+    geometries = _bbox_boxes(bbox) if bbox else [shape(intersects)] if intersects else None
     interval = _parse_interval(datetime) if datetime else None
     found = set()
     for item in ITEMS:
@@ -278,7 +402,7 @@ def brute_force_ids(
             continue
         if ids is not None and item.id not in ids:
             continue
-        if geometry is not None and not item.geometry.intersects(geometry):
+        if geometries is not None and not any(item.geometry.intersects(g) for g in geometries):
             continue
         if interval is not None:
             start, end = item.range
@@ -459,18 +583,37 @@ def running_stac_server(
 _DAY0 = datetime(2019, 12, 25, tzinfo=UTC)
 
 
+#: Longitudes within 8° of the antimeridian, on both sides of it, in half degrees.
+_NEAR_180 = [172 + k / 2 for k in range(17)] + [-180 + k / 2 for k in range(17)]
+
+
+@st.composite
+def random_bboxes(draw: st.DrawFn) -> list[float]:
+    """Boxes over Europe or near the antimeridian; west > east (crossing) is frequent."""
+    if draw(st.booleans()):
+        xs = [x / 2 for x in draw(st.lists(st.integers(4, 32), min_size=2, max_size=2))]
+        ys = sorted(draw(st.lists(st.integers(86, 100), min_size=2, max_size=2)))
+        if draw(st.booleans()):  # mostly plain boxes; otherwise around the world
+            xs.sort()
+    else:
+        xs = draw(st.lists(st.sampled_from(_NEAR_180), min_size=2, max_size=2))
+        band = draw(st.sampled_from([(-44, -28), (124, 136)]))  # Fiji, Chukotka
+        ys = sorted(draw(st.lists(st.integers(*band), min_size=2, max_size=2)))
+    return [xs[0], ys[0] / 2, xs[1], ys[1] / 2]
+
+
 @st.composite
 def random_searches(draw: st.DrawFn) -> dict[str, Any]:
-    """Searches over the test catalogue's region and years, often hitting boundaries."""
+    """Searches over the test catalogue's regions and years, often hitting boundaries."""
     params: dict[str, Any] = {}
     if draw(st.booleans()):
-        xs = sorted(draw(st.lists(st.integers(4, 32), min_size=2, max_size=2)))
-        ys = sorted(draw(st.lists(st.integers(86, 100), min_size=2, max_size=2)))
-        params["bbox"] = [xs[0] / 2, ys[0] / 2, xs[1] / 2, ys[1] / 2]
+        params["bbox"] = draw(random_bboxes())
     if draw(st.booleans()):
 
         def moment() -> str:
             offset = timedelta(days=draw(st.integers(0, 740)), hours=draw(st.sampled_from([0, 12])))
+            if draw(st.booleans()):
+                return (_DAY0 + offset).date().isoformat()  # a plain date: a whole day
             return (_DAY0 + offset).isoformat().replace("+00:00", "Z")
 
         kind = draw(st.sampled_from(["instant", "closed", "open-start", "open-end"]))
@@ -655,18 +798,23 @@ class StacApiContract:
         ids = self._follow_get(http, "/collections/discharge/items", {"limit": 4})
         assert sorted(ids) == sorted(i.id for i in ITEMS if i.collection == "discharge")
 
-    def test_paging_post_search(self, http: httpx.Client) -> None:
+    def _follow_post(self, http: httpx.Client, body: dict[str, Any]) -> list[str]:
         ids: list[str] = []
-        response = http.post("/search", json={"limit": 5})
+        response = http.post("/search", json=body)
         for _ in range(50):
             assert response.status_code == 200, response.text
-            body = response.json()
-            ids += _page_ids(body["features"])
-            nxt = [link for link in body["links"] if link["rel"] == "next"]
+            page = response.json()
+            assert len(page["features"]) <= body["limit"]
+            ids += _page_ids(page["features"])
+            nxt = [link for link in page["links"] if link["rel"] == "next"]
             if not nxt:
-                break
+                return ids
             assert nxt[0]["method"] == "POST"
             response = http.post(nxt[0]["href"], json=nxt[0]["body"])
+        raise AssertionError("paging did not end")
+
+    def test_paging_post_search(self, http: httpx.Client) -> None:
+        ids = self._follow_post(http, {"limit": 5})
         assert len(ids) == len(ALL_IDS) and set(ids) == ALL_IDS
 
     @pytest.mark.parametrize("direction", ["asc", "desc"])
@@ -687,6 +835,82 @@ class StacApiContract:
         got_post = _page_ids(http.post("/search", json={**body, "limit": 100}).json()["features"])
         assert got_post == got
 
+    # -- plain dates and the antimeridian on every search route ------------------------
+    @pytest.mark.parametrize(
+        "case",
+        [c for c in SEARCH_CASES if c.name.startswith("datetime-date")],
+        ids=lambda c: c.name,
+    )
+    def test_plain_dates_on_every_search_route(self, http: httpx.Client, case: SearchCase) -> None:
+        """``datetime`` with plain dates, as curl users write it, on GET, POST and items."""
+        value = case.params["datetime"]
+        routes: dict[str, tuple[httpx.Response, set[str]]] = {
+            "GET /search": (
+                http.get("/search", params={"datetime": value, "limit": 100}),
+                set(case.expected),
+            ),
+            "POST /search": (
+                http.post("/search", json={"datetime": value, "limit": 100}),
+                set(case.expected),
+            ),
+        }
+        for collection_id in COLLECTIONS:
+            routes[f"GET /collections/{collection_id}/items"] = (
+                http.get(
+                    f"/collections/{collection_id}/items",
+                    params={"datetime": value, "limit": 100},
+                ),
+                {i.id for i in ITEMS if i.collection == collection_id} & case.expected,
+            )
+        for route, (response, expected) in routes.items():
+            assert response.status_code == 200, (route, response.text)
+            assert set(_page_ids(response.json()["features"])) == expected, route
+
+    def test_a_plain_date_is_not_its_first_moment(self, http: httpx.Client) -> None:
+        """The triangle is at noon: the day finds it, midnight of that day does not."""
+        day = http.get("/search", params={"datetime": "2020-06-15", "limit": 100}).json()
+        midnight = http.get(
+            "/search", params={"datetime": "2020-06-15T00:00:00Z", "limit": 100}
+        ).json()
+        assert "soil-moisture-triangle" in _page_ids(day["features"])
+        assert "soil-moisture-triangle" not in _page_ids(midnight["features"])
+
+    def test_paging_with_plain_dates_and_an_antimeridian_bbox(self, http: httpx.Client) -> None:
+        params = {"datetime": "2020-01-01/2020-12-31", "bbox": [12.5, 44.0, -170.0, 70.0]}
+        expected = brute_force_ids(**params)
+        assert {"discharge-2020-10", "discharge-chukotka-west"} <= expected
+        got = self._follow_get(http, "/search", {**search_params(params), "limit": 1})
+        assert len(got) == len(set(got)) and set(got) == expected
+        got = self._follow_post(http, {**params, "limit": 1})
+        assert len(got) == len(set(got)) and set(got) == expected
+
+    def test_item_collection_across_the_antimeridian(self, http: httpx.Client) -> None:
+        answers = {
+            "discharge": http.get(
+                "/collections/discharge/items", params={"bbox": "170,60,-170,70"}
+            ),
+            "soil-moisture": http.get(
+                "/collections/soil-moisture/items", params={"bbox": "179.5,-20,-179.5,-15"}
+            ),
+        }
+        assert answers["discharge"].status_code == 200, answers["discharge"].text
+        assert set(_page_ids(answers["discharge"].json()["features"])) == {
+            "discharge-chukotka-west",
+            "discharge-chukotka-east",
+        }
+        assert answers["soil-moisture"].status_code == 200, answers["soil-moisture"].text
+        assert _page_ids(answers["soil-moisture"].json()["features"]) == ["soil-moisture-fiji"]
+
+    def test_a_3d_bbox_across_the_antimeridian(self, http: httpx.Client) -> None:
+        bbox = [170.0, 60.0, -100.0, -170.0, 70.0, 5000.0]
+        expected = {"discharge-chukotka-west", "discharge-chukotka-east"}
+        assert brute_force_ids(bbox=bbox) == expected
+        post = http.post("/search", json={"bbox": bbox, "limit": 100})
+        get = http.get("/search", params={"bbox": ",".join(map(str, bbox)), "limit": 100})
+        for response in (post, get):
+            assert response.status_code == 200, response.text
+            assert set(_page_ids(response.json()["features"])) == expected
+
     # -- errors ------------------------------------------------------------------------
     @pytest.mark.parametrize(
         ("method", "path", "payload", "status"),
@@ -700,15 +924,28 @@ class StacApiContract:
             ("GET", "/search", {"datetime": "not-a-date"}, 400),
             ("GET", "/search", {"datetime": "2021-01-01T00:00:00Z/2020-01-01T00:00:00Z"}, 400),
             ("GET", "/search", {"datetime": "../.."}, 400),
+            ("GET", "/search", {"datetime": "2020-13-01"}, 400),
+            ("GET", "/search", {"datetime": "2020-1-1"}, 400),
+            ("GET", "/search", {"datetime": "20200101"}, 400),
+            ("GET", "/search", {"datetime": "2021-01-01/2020-12-31"}, 400),
+            ("GET", "/search", {"datetime": "2020-01-01/2020-02-01/2020-03-01"}, 400),
+            ("GET", "/search", {"bbox": "170,10,-170,-10"}, 400),
+            ("GET", "/search", {"bbox": "170,-10,190,10"}, 400),
             ("GET", "/search", {"limit": "0"}, 400),
             ("GET", "/collections/discharge/items", {"bbox": "9,46,8,45"}, 400),
             ("GET", "/collections/discharge/items", {"datetime": "yesterday"}, 400),
+            ("GET", "/collections/discharge/items", {"datetime": "2020-02-30"}, 400),
+            ("GET", "/collections/discharge/items", {"bbox": "170,10,-170,-10"}, 400),
             ("POST", "/search", {"bbox": [1, 2, 3]}, 400),
             ("POST", "/search", {"bbox": [10, 50, 5, 40]}, 400),
             ("POST", "/search", {"bbox": [0, 50, 5, 40]}, 400),
             ("POST", "/search", {"bbox": [-200, 0, 0, 10]}, 400),
             ("POST", "/search", {"datetime": "2021-01-01T00:00:00Z/2020-01-01T00:00:00Z"}, 400),
             ("POST", "/search", {"datetime": "not-a-date"}, 400),
+            ("POST", "/search", {"datetime": "2020-13-01"}, 400),
+            ("POST", "/search", {"datetime": "2021-01-01/2020-12-31"}, 400),
+            ("POST", "/search", {"bbox": [170, 10, -170, -10]}, 400),
+            ("POST", "/search", {"bbox": [170, -10, -181, 10]}, 400),
             (
                 "POST",
                 "/search",
@@ -734,6 +971,30 @@ class StacApiContract:
         assert set(body) >= {"code", "description"}, body
         assert isinstance(body["code"], str) and body["code"]
         assert isinstance(body["description"], str) and body["description"]
+
+    @pytest.mark.parametrize("method", ["GET", "POST"])
+    def test_bad_datetime_messages_quote_the_value_and_mention_dates(
+        self, http: httpx.Client, method: str
+    ) -> None:
+        def description(value: str) -> str:
+            if method == "GET":
+                response = http.get("/search", params={"datetime": value})
+            else:
+                response = http.post("/search", json={"datetime": value})
+            assert response.status_code == 400, response.text
+            return str(response.json()["description"])
+
+        for value in ("not-a-date", "2020-13-01"):
+            text = description(value)
+            assert repr(value) in text and "plain dates" in text, text
+            assert "2020-01-01T00:00:00Z" in text, text
+        text = description("2021-01-01/2020-12-31")
+        assert "'2021-01-01/2020-12-31'" in text and "starts after it ends" in text, text
+
+    def test_bad_bbox_message_explains_the_antimeridian(self, http: httpx.Client) -> None:
+        response = http.get("/search", params={"bbox": "170,10,-170,-10"})
+        assert response.status_code == 400, response.text
+        assert "antimeridian" in response.json()["description"]
 
     # -- random searches through the real server ----------------------------------------
     @settings(

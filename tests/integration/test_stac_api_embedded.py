@@ -127,12 +127,15 @@ def test_index_search_sorts_by_datetime(built_index: EmbeddedIndex) -> None:
     "bad",
     [
         {"bbox": [1, 2, 3]},
-        {"bbox": [5, 0, 1, 1]},
+        {"bbox": [5, 1, 1, 0]},
         {"bbox": [0, 0, 1, 91]},
+        {"bbox": [170, 0, -181, 1]},
         {"bbox": "1,x,3,4"},
         {"datetime": "2020-13-01T00:00:00Z"},
         {"datetime": "2021-01-01T00:00:00Z/2020-01-01T00:00:00Z"},
-        {"datetime": "2020-01-01"},
+        {"datetime": "2020-02-30"},
+        {"datetime": "2020-1-1"},
+        {"datetime": "2021-01-01/2020-12-31"},
         {"intersects": '{"type": "Polygon"}'},
         {"sortby": "-cloud_cover"},
         {"token": "not-a-token"},
@@ -146,6 +149,59 @@ def test_bad_parameters_are_rejected_with_a_reason(
     with pytest.raises(InvalidQueryParameter) as err:
         built_index.search(make_search_query(**bad))
     assert len(str(err.value)) > 10
+
+
+@pytest.mark.parametrize(
+    ("value", "expanded"),
+    [
+        ("1985-01-01", "1985-01-01T00:00:00Z/1985-01-01T23:59:59.999999Z"),
+        ("1985-01-01/1985-12-31", "1985-01-01T00:00:00Z/1985-12-31T23:59:59.999999Z"),
+        ("../1985-12-31", "../1985-12-31T23:59:59.999999Z"),
+        ("1985-01-01/..", "1985-01-01T00:00:00Z/.."),
+        ("1985-01-01/1985-06-01T12:00:00+02:00", "1985-01-01T00:00:00Z/1985-06-01T12:00:00+02:00"),
+        ("1985-06-01T12:00:00Z/1985-12-31", "1985-06-01T12:00:00Z/1985-12-31T23:59:59.999999Z"),
+        # Not plain dates: left for the strict parser, which accepts or rejects them.
+        ("1985-06-01T12:00:00Z", "1985-06-01T12:00:00Z"),
+        ("1985-02-30", "1985-02-30"),
+        ("19850101", "19850101"),
+        ("1985-W01-1", "1985-W01-1"),
+        ("1985-01-01/1985-01-02/1985-01-03", "1985-01-01/1985-01-02/1985-01-03"),
+    ],
+)
+def test_plain_dates_expand_to_whole_days(value: str, expanded: str) -> None:
+    assert embedded.expand_full_dates(value) == expanded
+
+
+def test_a_plain_date_parses_as_its_whole_day() -> None:
+    day = embedded.parse_datetime_interval("2020-02-29")
+    assert day == embedded.parse_datetime_interval(
+        "2020-02-29T00:00:00Z/2020-02-29T23:59:59.999999Z"
+    )
+    assert day[1] - day[0] == 24 * 3600 * 10**6 - 1  # type: ignore[operator]
+    assert embedded.parse_datetime_interval("2020-02-29/2020-02-29") == day
+
+
+@pytest.mark.parametrize(
+    ("bbox", "parts"),
+    [
+        ((1.0, 2.0, 3.0, 4.0), [(1.0, 2.0, 3.0, 4.0)]),
+        (
+            (170.0, -10.0, -170.0, 10.0),
+            [(170.0, -10.0, 180.0, 10.0), (-180.0, -10.0, -170.0, 10.0)],
+        ),
+        (
+            (180.0, -10.0, -180.0, 10.0),
+            [(180.0, -10.0, 180.0, 10.0), (-180.0, -10.0, -180.0, 10.0)],
+        ),
+    ],
+)
+def test_a_bbox_across_the_antimeridian_has_two_parts(
+    bbox: tuple[float, float, float, float], parts: list[tuple[float, float, float, float]]
+) -> None:
+    assert embedded.parse_bbox(list(bbox)) == bbox
+    assert embedded.bbox_parts(bbox) == parts
+    geometry = embedded.bbox_geometry(bbox)
+    assert geometry.is_valid and len(getattr(geometry, "geoms", [geometry])) == len(parts)
 
 
 def test_a_crash_during_the_build_keeps_the_old_index(
