@@ -312,6 +312,15 @@ def serve_stac(
     ] = None,
 ) -> None:
     """Serve the STAC API 1.0 over the catalogue."""
+    # stac-fastapi builds its own settings object when imported and warns when its
+    # title/version are defaults; twinmesh sets its own on the app, so say so early.
+    for key, value in {
+        "STAC_FASTAPI_TITLE": "twinmesh STAC API",
+        "STAC_FASTAPI_DESCRIPTION": "Datacubes of the twinmesh digital twins",
+        "STAC_FASTAPI_LANDING_ID": "twinmesh",
+        "STAC_FASTAPI_VERSION": "1.0.0",
+    }.items():
+        os.environ.setdefault(key, value)
     from stac.api.app import serve
 
     settings = _settings(ctx)
