@@ -13,7 +13,7 @@ import xarray as xr
 from pyproj import CRS
 
 from services.core.hydrology.drought import spi_monthly
-from services.core.twin import Provider, Region
+from services.core.twin import DatasetInfo, Provider, Region
 
 __all__ = [
     "Step",
@@ -26,6 +26,7 @@ __all__ = [
     "reanalysis_dataset",
     "grid_spi",
     "spi_dataset",
+    "dataset_info",
 ]
 
 #: progress(step, done, total): how builds report long work (the CLI draws bars).
@@ -196,3 +197,56 @@ def spi_dataset(spi: np.ndarray, months: pd.DatetimeIndex, x: xr.DataArray, y: x
         coords={"t": ("t", months.values, _TIME), "y": y, "x": x},
     )
     return with_crs(ds).chunk({"t": -1, "y": -1, "x": -1})
+
+
+#: What every basin twin's four datacubes are, apart from twin-specific wording.
+_DATASET_KINDS: dict[str, dict[str, object]] = {
+    "forcing": {
+        "title": "Daily forcing grid (precipitation, temperature)",
+        "variables": {"precipitation": "mm", "temperature": "degC"},
+        "generated": True,
+        "keywords": ["precipitation", "temperature", "forcing", "hydrology"],
+    },
+    "discharge-observed": {
+        "title": "Observed daily discharge",
+        "variables": {"discharge_m3s": "m3 s-1"},
+        "generated": False,
+        "keywords": ["discharge", "gauge", "observations"],
+    },
+    "discharge-reanalysis": {
+        "title": "Simulated sub-basin discharge and return levels",
+        "variables": {"discharge_m3s": "m3 s-1", "return_level_m3s": "m3 s-1"},
+        "generated": True,
+        "keywords": ["discharge", "simulation", "return period", "flood"],
+    },
+    "spi-3": {
+        "title": "Standardized precipitation index (3-month)",
+        "variables": {"spi": "1"},
+        "generated": True,
+        "keywords": ["drought", "SPI"],
+    },
+}
+
+
+def dataset_info(
+    dataset_id: str,
+    *,
+    description: str,
+    provenance: str,
+    licence: str,
+    providers: list[Provider],
+    title: str | None = None,
+) -> DatasetInfo:
+    """The description of one of a basin twin's standard datacubes."""
+    kind = _DATASET_KINDS[dataset_id]
+    return DatasetInfo(
+        id=dataset_id,
+        title=title or str(kind["title"]),
+        description=description,
+        variables=kind["variables"],  # type: ignore[arg-type]
+        license=licence,
+        providers=providers,
+        provenance=provenance,
+        generated=bool(kind["generated"]),
+        keywords=kind["keywords"],  # type: ignore[arg-type]
+    )
