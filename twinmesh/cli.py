@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -167,7 +168,9 @@ def demo_init(
     ctx: typer.Context,
     twin: Annotated[
         list[str] | None,
-        typer.Option("--twin", help="Only this demo twin (repeatable): fulda, delaware."),
+        typer.Option(
+            "--twin", metavar="TWIN", help="Only this demo twin (repeatable): fulda, delaware."
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if current.")] = False,
     repetitions: Annotated[
@@ -302,16 +305,27 @@ def catalog_validate(
 
 
 # -- services --------------------------------------------------------------------------
+class StacBackend(StrEnum):
+    embedded = "embedded"
+    pgstac = "pgstac"
+
+
 @serve_app.command("stac")
 def serve_stac(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8081).")] = None,
     backend: Annotated[
-        str | None, typer.Option(help="embedded (no server) or pgstac (needs pgstac_dsn).")
+        StacBackend | None,
+        typer.Option(
+            help="embedded (SQLite index, no server) or pgstac (needs stac.pgstac_dsn).",
+        ),
     ] = None,
 ) -> None:
-    """Serve the STAC API 1.0 over the catalogue."""
+    """Serve the STAC API 1.0 over the catalogue (build it with `twinmesh demo init`).
+
+    Try: curl 'http://127.0.0.1:8081/search?collections=fulda-forcing&datetime=1985-06-01'
+    """
     # stac-fastapi builds its own settings object when imported and warns when its
     # title/version are defaults; twinmesh sets its own on the app, so say so early.
     for key, value in {
@@ -325,19 +339,56 @@ def serve_stac(
 
     settings = _settings(ctx)
     stac = settings.stac.model_copy(
-        update={k: v for k, v in {"host": host, "port": port, "backend": backend}.items() if v}
+        update={
+            k: v
+            for k, v in {
+                "host": host,
+                "port": port,
+                "backend": backend.value if backend else None,
+            }.items()
+            if v
+        }
     )
+    if stac.backend == "pgstac":
+        _check_pgstac(stac.pgstac_dsn)
     serve(settings.model_copy(update={"stac": stac}))
+
+
+def _check_pgstac(dsn: str | None) -> None:
+    """Fail with one clear line, not a pool time-out, when pgstac's database is not there."""
+    if not dsn:
+        err.print(
+            "[red]the pgstac backend needs a database[/]: set TWINMESH_STAC__PGSTAC_DSN="
+            "postgresql://user:password@host:5432/db (or stac.pgstac_dsn in twinmesh.yaml)"
+        )
+        raise typer.Exit(2)
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        err.print("[red]the pgstac backend is not installed[/]: pip install 'twinmesh[pgstac]'")
+        raise typer.Exit(2) from None
+    try:
+        psycopg.connect(dsn, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        shown = {k: v for k, v in conninfo_to_dict(dsn).items() if k != "password"}
+        err.print(f"[red]cannot reach PostgreSQL for pgstac[/] ({shown}): {exc}".strip())
+        raise typer.Exit(2) from None
 
 
 @app.command("up")
 def up(
     ctx: typer.Context,
     init: Annotated[
-        bool, typer.Option("--init/--no-init", help="Build the demo twin first if needed.")
+        bool, typer.Option("--init/--no-init", help="Build the demo twins first if needed.")
     ] = True,
 ) -> None:
-    """Run the whole mesh: every service as its own process, supervised, until Ctrl-C."""
+    """Run the whole mesh until Ctrl-C.
+
+    Builds the demo twins on the first run, starts every service as its own process
+    (today: the STAC API, http://127.0.0.1:8081), prints each one's URL and a line
+    when all are ready, restarts a service that dies, and stops them all on Ctrl-C.
+    """
     from twinmesh.supervisor import Supervisor, mesh_services
 
     settings = _settings(ctx)

@@ -58,3 +58,18 @@ def test_warnings_json_and_typed_errors(demo_settings: Settings) -> None:
     assert unknown.returncode == 2 and "UnknownTwin" in unknown.stderr and "fulda" in unknown.stderr
     neg = run("warnings", "fulda", "--members", "-3", settings=demo_settings)
     assert neg.returncode == 2 and "members must be between 1 and 200" in neg.stderr
+
+
+def test_serve_pgstac_without_a_reachable_database_says_so(demo_settings: Settings) -> None:
+    missing = run("serve", "stac", "--backend", "pgstac", settings=demo_settings)
+    assert missing.returncode == 2 and "TWINMESH_STAC__PGSTAC_DSN" in missing.stderr
+    env_dsn = "postgresql://twin:hunter2@127.0.0.1:1/none"
+    os.environ["TWINMESH_STAC__PGSTAC_DSN"] = env_dsn
+    try:
+        down = run("serve", "stac", "--backend", "pgstac", settings=demo_settings)
+    finally:
+        del os.environ["TWINMESH_STAC__PGSTAC_DSN"]
+    assert down.returncode == 2 and "cannot reach PostgreSQL" in down.stderr
+    assert "hunter2" not in down.stderr  # the password is never printed
+    bad = run("serve", "stac", "--backend", "sqlite", settings=demo_settings)
+    assert bad.returncode == 2 and "embedded" in bad.stderr
