@@ -18,10 +18,7 @@ import os
 import random
 import resource
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +37,7 @@ if str(REPO_ROOT) not in sys.path:
 from services.core.postgres import TemporaryPostgres  # noqa: E402
 from stac.api.embedded import load_catalog_embedded  # noqa: E402
 from stac.api.pgstac import load_catalog_pgstac  # noqa: E402
+from stac.api.process import running_stac_server  # noqa: E402
 
 __all__ = ["main"]
 
@@ -192,58 +190,11 @@ def make_queries(rng: random.Random) -> list[tuple[str, dict[str, str]]]:
     return queries
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def serve(data_dir: Path, backend: str, dsn: str | None = None) -> Iterator[tuple[str, int]]:
     """Run the STAC API as its own process on 127.0.0.1; yield (url, pid)."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWINMESH_")}
-    env.update(
-        PYTHONPATH=str(REPO_ROOT),
-        TWINMESH_DATA_DIR=str(data_dir),
-        TWINMESH_CONFIG=str(data_dir / "no-config.yaml"),
-        TWINMESH_STAC__BACKEND=backend,
-        TWINMESH_STAC__PORT=str(port),
-    )
-    if dsn:
-        env["TWINMESH_STAC__PGSTAC_DSN"] = dsn
-    log = open(data_dir / f"{backend}.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stac.api.app"],
-        cwd=data_dir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{backend} server did not start:\n"
-                    + (data_dir / f"{backend}.log").read_text()[-3000:]
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/_mgmt/ping", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.2)
-        yield url, proc.pid
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
+    with running_stac_server(data_dir, backend, dsn=dsn) as server:
+        yield server.url, server.pid
 
 
 def peak_rss_mb(pid: int) -> float:

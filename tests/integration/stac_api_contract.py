@@ -12,11 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +29,8 @@ from hypothesis import strategies as st
 from pystac_client import Client
 from shapely.geometry import MultiPolygon, Polygon, box, mapping, shape
 from shapely.geometry.base import BaseGeometry
+
+from stac.api.process import running_stac_server as stac_server_process
 
 __all__ = [
     "ALL_IDS",
@@ -511,70 +508,13 @@ def build_test_catalog(data_dir: Path) -> Path:
 # --------------------------------------------------------------------------------------
 # Running a real server
 # --------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def running_stac_server(
     data_dir: Path, backend: str, *, dsn: str | None = None, timeout_s: float = 120
 ) -> Iterator[str]:
-    """Run ``python -m stac.api.app`` (the code path of ``serve``) and yield its URL.
-
-    The server is configured only through ``TWINMESH_*`` environment variables, as
-    an operator would, listens on 127.0.0.1 and is stopped by its own pid.
-    """
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWINMESH_")}
-    env.update(
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
-        TWINMESH_DATA_DIR=str(data_dir),
-        TWINMESH_CONFIG=str(data_dir / "no-such-config.yaml"),
-        TWINMESH_STAC__BACKEND=backend,
-        TWINMESH_STAC__HOST="127.0.0.1",
-        TWINMESH_STAC__PORT=str(port),
-    )
-    if dsn:
-        env["TWINMESH_STAC__PGSTAC_DSN"] = dsn
-    log_path = data_dir / f"stac-{backend}-{port}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "stac.api.app"],
-            cwd=data_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"the {backend} STAC server exited with {proc.returncode}:\n"
-                    + log_path.read_text(errors="replace")[-4000:]
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "_mgmt/ping", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the {backend} STAC server did not answer within {timeout_s}s:\n"
-                    + log_path.read_text(errors="replace")[-4000:]
-                )
-            time.sleep(0.2)
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+    """``python -m stac.api.app`` on 127.0.0.1 for the tests; yields its URL (with '/')."""
+    with stac_server_process(data_dir, backend, dsn=dsn, timeout_s=timeout_s) as server:
+        yield server.url + "/"
 
 
 # --------------------------------------------------------------------------------------
