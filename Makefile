@@ -14,6 +14,7 @@ lint:
 	scripts/bootstrap
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 
 bench:
 	scripts/bootstrap

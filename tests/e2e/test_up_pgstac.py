@@ -1,0 +1,76 @@
+"""`twinmesh up` on the scale path: the same mesh with the catalogue in pgstac, chosen
+only by settings (TWINMESH_STAC__BACKEND / __PGSTAC_DSN), as an operator would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from pystac_client import Client
+
+from services.core.postgres import TemporaryPostgres
+from services.core.settings import Settings
+from stac.api.process import free_port
+
+pytestmark = pytest.mark.pgstac
+
+
+def test_up_serves_the_demo_catalogue_from_pgstac(demo_settings: Settings) -> None:
+    port = free_port()
+    with TemporaryPostgres() as postgres:
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "COLUMNS": "120",
+            "TWINMESH_STAC__BACKEND": "pgstac",
+            "TWINMESH_STAC__PGSTAC_DSN": postgres.dsn,
+            "TWINMESH_STAC__PORT": str(port),
+        }
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "twinmesh.cli",
+                "--data-dir",
+                str(demo_settings.data_dir),
+                "up",
+                "--no-init",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            lines: list[str] = []
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                lines.append(line)
+                if "twinmesh is up" in line:
+                    break
+            text = "".join(lines)
+            assert "twinmesh is up" in text, text
+            assert "pgstac backend" in text
+            client = Client.open(f"http://127.0.0.1:{port}")
+            found = {
+                i.id
+                for i in client.search(
+                    bbox=[9.5, 50.5, 9.9, 50.9], datetime="1985-06-01", collections=["fulda-spi-3"]
+                ).items()
+            }
+            assert found == {"fulda-spi-3"}
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=60)
+            assert proc.returncode == 0, out
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
