@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -76,7 +77,14 @@ def main_callback(
     overrides: dict[str, Any] = {}
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    ctx.obj = load_settings(**overrides)
+    try:
+        ctx.obj = load_settings(**overrides)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            err.print(f"[red]invalid setting[/] {where}: {error['msg']}")
+        err.print("Settings come from TWINMESH_* variables and the YAML file; see `--help`.")
+        raise typer.Exit(2) from None
 
 
 @app.command("config")

@@ -73,3 +73,12 @@ def test_serve_pgstac_without_a_reachable_database_says_so(demo_settings: Settin
     assert "hunter2" not in down.stderr  # the password is never printed
     bad = run("serve", "stac", "--backend", "sqlite", settings=demo_settings)
     assert bad.returncode == 2 and "embedded" in bad.stderr
+
+
+def test_an_invalid_setting_is_one_clear_line(tmp_path) -> None:
+    config = tmp_path / "twinmesh.yaml"
+    config.write_text("stac: {port: not-a-port}\n")
+    result = run("--config", str(config), "config")
+    assert result.returncode == 2
+    assert "invalid setting stac.port" in result.stderr
+    assert "Traceback" not in result.stderr
