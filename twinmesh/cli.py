@@ -418,6 +418,17 @@ def up(
             f"[bold green]twinmesh is up[/]: {len(services)} service(s) ready in "
             f"{time.monotonic() - started:.1f}s. Ctrl-C stops them all."
         )
+        stac = settings.stac.base_url()
+        python = _here(Path(sys.executable))
+        twinmesh = _here(Path(sys.executable).with_name("twinmesh"))
+        console.print(
+            f"Try:  curl '{stac}/search?collections=fulda-forcing&datetime=1985-06-01'\n"
+            f'      {python} -c "from pystac_client import Client; '
+            f"print([c.id for c in Client.open('{stac}').get_collections()])\"\n"
+            f"      {twinmesh} warnings fulda --issued 1984-02-01",
+            soft_wrap=True,
+            markup=False,
+        )
         supervisor.watch()
     except KeyboardInterrupt:
         console.print("Stopping the mesh...")
@@ -427,6 +438,14 @@ def up(
     finally:
         supervisor.stop_all()
     console.print("All services stopped.")
+
+
+def _here(path: Path) -> str:
+    """A path as short as the user can type it from the working directory."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def main() -> None:
