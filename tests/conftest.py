@@ -5,9 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from services.core.settings import Settings, StacSettings
 from services.core.store import DatacubeStore
+
+# Two cores shared by two test workers and the servers they start: a per-example
+# deadline would measure the machine's load, not the code.
+hypothesis_settings.register_profile("twinmesh", deadline=None)
+hypothesis_settings.load_profile("twinmesh")
 
 #: Fewer SCE-UA runs than `twinmesh demo init` (3000): the tests check behaviour, not skill.
 TEST_REPETITIONS = 800
