@@ -19,6 +19,7 @@ import pystac
 import xarray as xr
 import xstac
 from pystac.extensions.xarray_assets import XarrayAssetsExtension
+from shapely.geometry import box, mapping
 
 from services.core.store import DatacubeStore
 from services.core.twin import DatasetInfo, Twin
@@ -137,18 +138,7 @@ def dataset_stac(
     )
     item = pystac.Item(
         id=cid,
-        geometry={
-            "type": "Polygon",
-            "coordinates": [
-                [
-                    [bbox[0], bbox[1]],
-                    [bbox[2], bbox[1]],
-                    [bbox[2], bbox[3]],
-                    [bbox[0], bbox[3]],
-                    [bbox[0], bbox[1]],
-                ]
-            ],
-        },
+        geometry=mapping(box(*bbox)),
         bbox=bbox,
         datetime=start,
         start_datetime=start,

@@ -3,58 +3,24 @@ catalogue client walks and searches it, Ctrl-C stops every process."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import xarray as xr
+from mesh import start_up
 from pystac_client import Client
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from stac.api.process import free_port
 
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory):
     data_dir: Path = tmp_path_factory.mktemp("up")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "TWINMESH_STAC__PORT": str(port),
-        "TWINMESH_CALIBRATION_REPETITIONS": "800",
-        "COLUMNS": "120",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "twinmesh.cli", "--data-dir", str(data_dir), "up"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=data_dir,
-        text=True,
-    )
-    lines: list[str] = []
-    deadline = time.monotonic() + 300
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "twinmesh is up" in line:
-            break
-    if not any("twinmesh is up" in line for line in lines):
-        proc.kill()
-        pytest.fail("twinmesh up did not become ready:\n" + "".join(lines))
+    port = free_port()
+    env = {"TWINMESH_STAC__PORT": str(port), "TWINMESH_CALIBRATION_REPETITIONS": "800"}
+    proc, lines = start_up(data_dir, env=env)
     yield {"url": f"http://127.0.0.1:{port}", "proc": proc, "lines": lines, "data_dir": data_dir}
     if proc.poll() is None:
         proc.kill()

@@ -3,13 +3,10 @@ only by settings (TWINMESH_STAC__BACKEND / __PGSTAC_DSN), as an operator would."
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
+from mesh import start_up
 from pystac_client import Client
 
 from services.core.postgres import TemporaryPostgres
@@ -23,39 +20,12 @@ def test_up_serves_the_demo_catalogue_from_pgstac(demo_settings: Settings) -> No
     port = free_port()
     with TemporaryPostgres() as postgres:
         env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "COLUMNS": "120",
             "TWINMESH_STAC__BACKEND": "pgstac",
             "TWINMESH_STAC__PGSTAC_DSN": postgres.dsn,
             "TWINMESH_STAC__PORT": str(port),
         }
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "twinmesh.cli",
-                "--data-dir",
-                str(demo_settings.data_dir),
-                "up",
-                "--no-init",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            text=True,
-        )
+        proc, lines = start_up(demo_settings.data_dir, "--no-init", env=env, timeout_s=180)
         try:
-            assert proc.stdout is not None
-            lines: list[str] = []
-            deadline = time.monotonic() + 180
-            while time.monotonic() < deadline:
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                lines.append(line)
-                if "twinmesh is up" in line:
-                    break
             text = "".join(lines)
             assert "twinmesh is up" in text, text
             assert "pgstac backend" in text
