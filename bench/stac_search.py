@@ -3,7 +3,7 @@
 Generates a static catalogue of 12,000 items (4 collections, one item a day each for
 about 8 years, tiles of 0.5°-3° across Europe), loads it into the embedded SQLite
 index and into pgstac on a private PostgreSQL (:class:`TemporaryPostgres`), serves
-both with ``python -m stac.api.app`` on 127.0.0.1, and runs the same 600 GET /search
+both with ``python -m twinmesh.stac.api.app`` on 127.0.0.1, and runs the same 600 GET /search
 requests (bbox only, datetime only, collection+bbox+datetime; 200 each) against each,
 interleaved. Prints one table: p50/p95 latency per kind, the ratio embedded/pgstac,
 load times and peak memory.
@@ -34,10 +34,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from services.core.postgres import TemporaryPostgres  # noqa: E402
-from stac.api.embedded import load_catalog_embedded  # noqa: E402
-from stac.api.pgstac import load_catalog_pgstac  # noqa: E402
-from stac.api.process import running_stac_server  # noqa: E402
+from tests.helpers.postgres import TemporaryPostgres  # noqa: E402
+from tests.helpers.stac_server import running_stac_server  # noqa: E402
+from twinmesh.stac.api.embedded import load_catalog_embedded  # noqa: E402
+from twinmesh.stac.api.pgstac import load_catalog_pgstac  # noqa: E402
 
 __all__ = ["main"]
 

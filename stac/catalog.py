@@ -21,9 +21,9 @@ import xstac
 from pystac.extensions.xarray_assets import XarrayAssetsExtension
 from shapely.geometry import box, mapping
 
-from services.core.store import DatacubeStore
-from services.core.twin import DatasetInfo, Twin
-from stac.validate import validate_catalog_dir
+from twinmesh.core.store import DatacubeStore
+from twinmesh.core.twin import DatasetInfo, Twin
+from twinmesh.stac.validate import validate_catalog_dir
 
 __all__ = [
     "ZARR_MEDIA_TYPE",

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from services.core.settings import Settings, StacSettings
-from services.core.store import DatacubeStore
+from twinmesh.core.settings import Settings, StacSettings
+from twinmesh.core.store import DatacubeStore
 
 # Two cores shared by two test workers and the servers they start: a per-example
 # deadline would measure the machine's load, not the code.
@@ -22,8 +22,8 @@ TEST_REPETITIONS = 800
 @pytest.fixture(scope="session")
 def demo_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings of a data directory holding the built demo twins and their catalogue."""
-    from services.core.demo import DEMO_TWINS
-    from stac.catalog import build_catalog
+    from twinmesh.core.demo import DEMO_TWINS
+    from twinmesh.stac.catalog import build_catalog
 
     data_dir: Path = tmp_path_factory.mktemp("twinmesh-demo")
     settings = Settings(

@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from services.core.errors import TwinmeshError
-from services.core.settings import Settings, load_settings
-from services.core.store import DatacubeStore
+from twinmesh.core.errors import TwinmeshError
+from twinmesh.core.settings import Settings, load_settings
+from twinmesh.core.store import DatacubeStore
 
 console = Console()
 err = Console(stderr=True)
@@ -125,8 +125,8 @@ def init_demo(
     twins: list[str] | None = None,
 ) -> list[str]:
     """Build the demo twins and the catalogue unless they are current; return those built."""
-    from services.core.demo import DEMO_TWINS
-    from stac.catalog import build_catalog
+    from twinmesh.core.demo import DEMO_TWINS
+    from twinmesh.stac.catalog import build_catalog
 
     store = _store(settings)
     reps = repetitions or settings.calibration_repetitions
@@ -191,7 +191,7 @@ def demo_init(
     """Build the demo twins (Fulda, Delaware): forcing grid, observed discharge, calibrated
     GR4J, reanalysis, return levels, SPI-3 and the STAC catalogue. Idempotent: a second
     run does nothing."""
-    from services.core.demo import DEMO_TWINS
+    from twinmesh.core.demo import DEMO_TWINS
 
     for name in twin or []:
         if name not in DEMO_TWINS:
@@ -234,7 +234,7 @@ def show_warnings(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Which regions are under a flood or drought warning, how sure, for when."""
-    from services.core.capabilities import warnings
+    from twinmesh.core.capabilities import warnings
 
     result = warnings(
         _store(_settings(ctx)),
@@ -282,7 +282,7 @@ def show_warnings(
 @catalog_app.command("build")
 def catalog_build(ctx: typer.Context) -> None:
     """Rebuild the static STAC catalogue from the store (idempotent)."""
-    from stac.catalog import build_catalog
+    from twinmesh.stac.catalog import build_catalog
 
     settings = _settings(ctx)
     catalog = build_catalog(_store(settings), settings.catalog_dir)
@@ -299,7 +299,7 @@ def catalog_validate(
     ] = None,
 ) -> None:
     """Validate every STAC document offline (core + datacube/xarray-assets schemas)."""
-    from stac.validate import StacValidationError, validate_catalog_dir
+    from twinmesh.stac.validate import StacValidationError, validate_catalog_dir
 
     target = path or _settings(ctx).catalog_dir
     try:
@@ -343,7 +343,7 @@ def serve_stac(
         "STAC_FASTAPI_VERSION": "1.0.0",
     }.items():
         os.environ.setdefault(key, value)
-    from stac.api.app import serve
+    from twinmesh.stac.api.app import serve
 
     settings = _settings(ctx)
     stac = settings.stac.model_copy(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from services.core.settings import Settings
+from twinmesh.core.settings import Settings
 
 __all__ = ["Service", "mesh_services", "Supervisor"]
 

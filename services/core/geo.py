@@ -7,7 +7,7 @@ import xarray as xr
 from shapely import contains_xy
 from shapely.geometry import shape
 
-from services.core.twin import Region
+from twinmesh.core.twin import Region
 
 __all__ = ["region_mask", "region_means"]
 

@@ -2,7 +2,7 @@
 
 Layout under the store root (a local path or an fsspec URL such as ``s3://bucket/x``)::
 
-    <twin>/twin.json                  the twin document (services.core.twin.Twin)
+    <twin>/twin.json                  the twin document (twinmesh.core.twin.Twin)
     <twin>/<dataset>/CURRENT          name of the live version, e.g. ``v20261125T120000-ab12.zarr``
     <twin>/<dataset>/<version>.zarr   an immutable Zarr v3 datacube
 
@@ -22,8 +22,8 @@ from typing import Any
 import fsspec
 import xarray as xr
 
-from services.core.errors import DataNotReady, InvalidParameter, UnknownDataset, UnknownTwin
-from services.core.twin import Twin
+from twinmesh.core.errors import DataNotReady, InvalidParameter, UnknownDataset, UnknownTwin
+from twinmesh.core.twin import Twin
 
 __all__ = ["DatacubeStore"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.core.errors import NotFoundError, UnknownDataset, UnknownRegion
+from twinmesh.core.errors import NotFoundError, UnknownDataset, UnknownRegion
 
 __all__ = [
     "BBox",
@@ -111,7 +111,7 @@ class Twin(_Frozen):
     gauges: list[Gauge] = Field(default_factory=list)
     datasets: list[DatasetInfo]
     models: list[ModelInfo] = Field(default_factory=list)
-    #: Names of core capabilities this twin offers (see services.core.capabilities).
+    #: Names of core capabilities this twin offers (see twinmesh.core.capabilities).
     capabilities: list[str]
     license: str
     providers: list[Provider] = Field(default_factory=list)

@@ -8,8 +8,8 @@ from datetime import date, datetime
 
 import numpy as np
 
-from services.core.errors import InvalidParameter, InvalidTimeRange, OutOfExtent
-from services.core.twin import BBox
+from twinmesh.core.errors import InvalidParameter, InvalidTimeRange, OutOfExtent
+from twinmesh.core.twin import BBox
 
 __all__ = ["parse_day", "check_time_range", "check_bbox", "check_int", "check_factor"]
 

@@ -30,9 +30,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.core.errors import TwinmeshError
-from services.core.settings import Settings, load_settings
-from stac.api.embedded import (
+from twinmesh.core.errors import TwinmeshError
+from twinmesh.core.settings import Settings, load_settings
+from twinmesh.stac.api.embedded import (
     CatalogLoad,
     catalog_fingerprint,
     create_embedded_api,
@@ -87,7 +87,7 @@ def _require_dsn(settings: Settings) -> str:
 def load_catalog(settings: Settings) -> CatalogLoad:
     """Load ``settings.catalog_dir`` into the selected backend (always, unconditionally)."""
     if settings.stac.backend == "pgstac":
-        from stac.api.pgstac import load_catalog_pgstac
+        from twinmesh.stac.api.pgstac import load_catalog_pgstac
 
         return load_catalog_pgstac(_require_dsn(settings), settings.catalog_dir)
     return load_catalog_embedded(embedded_index_path(settings), settings.catalog_dir)
@@ -111,7 +111,7 @@ def _sync_embedded_index(settings: Settings) -> CatalogLoad | None:
 
 
 def _sync_pgstac(settings: Settings) -> CatalogLoad | None:
-    from stac.api.pgstac import load_catalog_pgstac
+    from twinmesh.stac.api.pgstac import load_catalog_pgstac
 
     if not (settings.catalog_dir / "catalog.json").is_file():
         logger.warning("no static catalogue at %s yet; pgstac is not loaded", settings.catalog_dir)
@@ -268,7 +268,7 @@ class _DateOnlyDatetimeMiddleware:
     POST) before either backend sees it, and accepts date-times only; rewriting the
     query string of GET /search and /collections/{id}/items and the JSON body of
     POST /search here lets both backends answer ``datetime=1985-01-01/1985-12-31``.
-    The expansion is :func:`stac.api.embedded.expand_full_dates`.
+    The expansion is :func:`twinmesh.stac.api.embedded.expand_full_dates`.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -374,7 +374,7 @@ def create_app(settings: Settings) -> FastAPI:
     description = f"{API_DESCRIPTION} Backend: {backend}."
     on_startup: Callable[[], object]
     if backend == "pgstac":
-        from stac.api.pgstac import create_pgstac_api
+        from twinmesh.stac.api.pgstac import create_pgstac_api
 
         dsn = _require_dsn(settings)
 

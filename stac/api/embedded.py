@@ -72,7 +72,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 
-from services.core.errors import DataNotReady
+from twinmesh.core.errors import DataNotReady
 
 __all__ = [
     "INFERRED_LINK_RELS",
@@ -879,7 +879,7 @@ class EmbeddedIndex:
         except FileNotFoundError:
             raise DataNotReady(
                 f"The embedded STAC index {self.db_path} does not exist; load the catalogue "
-                "(stac.api.app.load_catalog) or restart the STAC API to build it."
+                "(twinmesh.stac.api.app.load_catalog) or restart the STAC API to build it."
             ) from None
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         if state.conn is None or state.stat != key:

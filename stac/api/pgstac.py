@@ -34,7 +34,7 @@ from stac_fastapi.pgstac.models.extensions import Extensions
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from stac.api.embedded import CatalogLoad, bbox_geometry, parse_bbox, read_catalog
+from twinmesh.stac.api.embedded import CatalogLoad, bbox_geometry, parse_bbox, read_catalog
 
 __all__ = [
     "TwinmeshPgstacClient",

@@ -12,7 +12,7 @@ import xarray as xr
 from mesh import start_up
 from pystac_client import Client
 
-from stac.api.process import free_port
+from tests.helpers.stac_server import free_port
 
 
 @pytest.fixture(scope="module")

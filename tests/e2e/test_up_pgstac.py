@@ -9,9 +9,9 @@ import pytest
 from mesh import start_up
 from pystac_client import Client
 
-from services.core.postgres import TemporaryPostgres
-from services.core.settings import Settings
-from stac.api.process import free_port
+from tests.helpers.postgres import TemporaryPostgres
+from tests.helpers.stac_server import free_port
+from twinmesh.core.settings import Settings
 
 pytestmark = pytest.mark.pgstac
 

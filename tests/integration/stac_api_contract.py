@@ -30,7 +30,7 @@ from pystac_client import Client
 from shapely.geometry import MultiPolygon, Polygon, box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from stac.api.process import running_stac_server as stac_server_process
+from tests.helpers.stac_server import running_stac_server as stac_server_process
 
 __all__ = [
     "ALL_IDS",
@@ -512,7 +512,7 @@ def build_test_catalog(data_dir: Path) -> Path:
 def running_stac_server(
     data_dir: Path, backend: str, *, dsn: str | None = None, timeout_s: float = 120
 ) -> Iterator[str]:
-    """``python -m stac.api.app`` on 127.0.0.1 for the tests; yields its URL (with '/')."""
+    """``python -m twinmesh.stac.api.app`` on 127.0.0.1 for the tests; yields its URL (with '/')."""
     with stac_server_process(data_dir, backend, dsn=dsn, timeout_s=timeout_s) as server:
         yield server.url + "/"
 

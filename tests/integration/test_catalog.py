@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from services.core.settings import Settings
-from services.core.store import DatacubeStore
-from stac.catalog import ZARR_MEDIA_TYPE, build_catalog
-from stac.validate import StacValidationError, validate_catalog_dir, validate_object
+from twinmesh.core.settings import Settings
+from twinmesh.core.store import DatacubeStore
+from twinmesh.stac.catalog import ZARR_MEDIA_TYPE, build_catalog
+from twinmesh.stac.validate import StacValidationError, validate_catalog_dir, validate_object
 
 
 def _digest(root: Path) -> dict[str, str]:

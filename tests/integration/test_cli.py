@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from services.core.settings import Settings
+from twinmesh.core.settings import Settings
 
 
 def run(*args: str, settings: Settings | None = None) -> subprocess.CompletedProcess[str]:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.core import errors
-from services.core.capabilities import CAPABILITIES, forecast, simulate, subset, warnings
-from services.core.store import DatacubeStore
+from twinmesh.core import errors
+from twinmesh.core.capabilities import CAPABILITIES, forecast, simulate, subset, warnings
+from twinmesh.core.store import DatacubeStore
 
 
 def _tree_digest(root: str) -> str:
@@ -33,8 +33,8 @@ def test_twin_document_has_model_skill_and_regions(demo_store: DatacubeStore) ->
 
 
 def test_forcing_grid_keeps_the_observed_basin_mean(demo_store: DatacubeStore) -> None:
-    from services.core.demo.fulda import load_fulda_record
-    from services.core.geo import region_mask
+    from twinmesh.core.demo.fulda import load_fulda_record
+    from twinmesh.core.geo import region_mask
 
     twin = demo_store.read_twin("fulda")
     cube = demo_store.open("fulda", "forcing")
@@ -84,7 +84,7 @@ def test_scaled_precipitation_raises_a_flood_level(demo_store: DatacubeStore, tw
 def test_delaware_regions_are_real_gauged_basins_with_their_own_models(
     demo_store: DatacubeStore,
 ) -> None:
-    from services.core.demo.delaware import REGION_GAUGES
+    from twinmesh.core.demo.delaware import REGION_GAUGES
 
     twin = demo_store.read_twin("delaware")
     model = twin.model("gr4j")

@@ -11,8 +11,8 @@ import xarray as xr
 from pystac_client import Client
 from stac_api_contract import running_stac_server
 
-from services.core.postgres import TemporaryPostgres
-from services.core.settings import Settings
+from tests.helpers.postgres import TemporaryPostgres
+from twinmesh.core.settings import Settings
 
 DATASETS = ("forcing", "discharge-observed", "discharge-reanalysis", "spi-3")
 FULDA = {f"fulda-{d}" for d in DATASETS}

@@ -1,6 +1,6 @@
 """The embedded STAC API backend (SQLite index, no server) on a real catalogue.
 
-The STAC API contract runs against ``python -m stac.api.app`` on 127.0.0.1; the
+The STAC API contract runs against ``python -m twinmesh.stac.api.app`` on 127.0.0.1; the
 tests below it cover what only the embedded backend has: its index build (atomic,
 only when the catalogue changed, visible to a running server) and direct property
 tests of its search and keyset paging against a brute-force filter.
@@ -33,10 +33,10 @@ from stac_api_contract import (
 )
 from stac_fastapi.types.errors import InvalidQueryParameter
 
-from services.core.settings import Settings, StacSettings
-from stac.api import embedded
-from stac.api.app import create_app, embedded_index_path, load_catalog
-from stac.api.embedded import (
+from twinmesh.core.settings import Settings, StacSettings
+from twinmesh.stac.api import embedded
+from twinmesh.stac.api.app import create_app, embedded_index_path, load_catalog
+from twinmesh.stac.api.embedded import (
     EmbeddedIndex,
     catalog_fingerprint,
     index_fingerprint,

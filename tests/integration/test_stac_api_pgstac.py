@@ -1,7 +1,7 @@
 """The scale STAC API backend: stac-fastapi-pgstac on a private PostgreSQL + PostGIS.
 
 The same STAC API contract as the embedded backend, with the same expected ids,
-against ``python -m stac.api.app`` configured for pgstac; plus what only this
+against ``python -m twinmesh.stac.api.app`` configured for pgstac; plus what only this
 backend has: loading into pgstac is idempotent and prunes removed items. The server
 comes from :class:`TemporaryPostgres`; without PostgreSQL binaries these tests fail
 and say which Debian packages to install — they never skip.
@@ -24,9 +24,9 @@ from stac_api_contract import (
     running_stac_server,
 )
 
-from services.core import postgres as postgres_module
-from services.core.postgres import PostgresUnavailable, TemporaryPostgres, find_postgres_bindir
-from stac.api.pgstac import load_catalog_pgstac, postgres_settings_from_dsn
+from tests.helpers.postgres import PostgresUnavailable, TemporaryPostgres, find_postgres_bindir
+from twinmesh.core import postgres as postgres_module
+from twinmesh.stac.api.pgstac import load_catalog_pgstac, postgres_settings_from_dsn
 
 pytestmark = pytest.mark.pgstac
 

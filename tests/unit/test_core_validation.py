@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.core import errors
-from services.core.capabilities.warnings import ALERT_PROBABILITY, issue_warnings
-from services.core.validation import check_bbox, check_time_range, parse_day
+from twinmesh.core import errors
+from twinmesh.core.capabilities.warnings import ALERT_PROBABILITY, issue_warnings
+from twinmesh.core.validation import check_bbox, check_time_range, parse_day
 
 EXTENT = (9.2, 50.35, 10.1, 51.3)
 lon = st.floats(-180, 180, allow_nan=False)

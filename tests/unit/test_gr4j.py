@@ -1,4 +1,4 @@
-"""Unit tests of the GR4J model and its calibration (services.core.hydrology.gr4j/calibration)."""
+"""Unit tests of the GR4J model and its calibration (twinmesh.core.hydrology.gr4j/calibration)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.core.hydrology.calibration import CalibrationResult, calibrate_gr4j
-from services.core.hydrology.gr4j import (
+from twinmesh.core.hydrology.calibration import CalibrationResult, calibrate_gr4j
+from twinmesh.core.hydrology.gr4j import (
     PARAM_BOUNDS,
     PARAM_NAMES,
     GR4JParams,

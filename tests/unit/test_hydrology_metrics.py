@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from services.core.hydrology.drought import DROUGHT_LEVELS, drought_level, spi_monthly
-from services.core.hydrology.extremes import annual_maxima, fit_gumbel, return_levels
-from services.core.hydrology.metrics import kge, kge_components, nse
-from services.core.hydrology.pet import extraterrestrial_radiation_mj_m2_day, pet_oudin
+from twinmesh.core.hydrology.drought import DROUGHT_LEVELS, drought_level, spi_monthly
+from twinmesh.core.hydrology.extremes import annual_maxima, fit_gumbel, return_levels
+from twinmesh.core.hydrology.metrics import kge, kge_components, nse
+from twinmesh.core.hydrology.pet import extraterrestrial_radiation_mj_m2_day, pet_oudin
 
 # --- NSE and KGE --------------------------------------------------------------------------------
 

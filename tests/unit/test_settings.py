@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from services.core.settings import load_settings
+from twinmesh.core.settings import load_settings
 
 
 def test_defaults_need_no_file_and_no_server(tmp_path, monkeypatch) -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from services.core import errors
-from services.core.store import DatacubeStore
+from twinmesh.core import errors
+from twinmesh.core.store import DatacubeStore
 
 
 def _cube(value: float) -> xr.Dataset:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from services.core.store import DatacubeStore
+from twinmesh.core.store import DatacubeStore
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_write_swap_and_open_on_s3(s3_endpoint: str, monkeypatch) -> None:
 
 
 def test_catalogue_publishes_the_endpoint_but_never_credentials() -> None:
-    from stac.catalog import public_storage_options
+    from twinmesh.stac.catalog import public_storage_options
 
     options = {
         "endpoint_url": "https://s3.example",

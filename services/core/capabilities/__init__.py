@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from services.core.capabilities.data import subset
-from services.core.capabilities.hydrology import forecast, simulate
-from services.core.capabilities.warnings import RegionWarning, issue_warnings, warnings
+from twinmesh.core.capabilities.data import subset
+from twinmesh.core.capabilities.hydrology import forecast, simulate
+from twinmesh.core.capabilities.warnings import RegionWarning, issue_warnings, warnings
 
 __all__ = [
     "Capability",

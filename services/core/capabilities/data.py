@@ -8,9 +8,9 @@ from datetime import date
 import pandas as pd
 import xarray as xr
 
-from services.core.errors import InvalidParameter, OutOfExtent
-from services.core.store import DatacubeStore
-from services.core.validation import check_bbox, check_time_range, parse_day
+from twinmesh.core.errors import InvalidParameter, OutOfExtent
+from twinmesh.core.store import DatacubeStore
+from twinmesh.core.validation import check_bbox, check_time_range, parse_day
 
 __all__ = ["subset"]
 

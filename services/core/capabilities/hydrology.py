@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from services.core.errors import InvalidParameter, OutOfExtent
-from services.core.geo import region_means
-from services.core.hydrology.gr4j import GR4JParams, mm_per_day_to_m3s, run_gr4j
-from services.core.hydrology.pet import pet_oudin
-from services.core.store import DatacubeStore
-from services.core.twin import Region, Twin
-from services.core.validation import check_factor, check_int, check_time_range, parse_day
+from twinmesh.core.errors import InvalidParameter, OutOfExtent
+from twinmesh.core.geo import region_means
+from twinmesh.core.hydrology.gr4j import GR4JParams, mm_per_day_to_m3s, run_gr4j
+from twinmesh.core.hydrology.pet import pet_oudin
+from twinmesh.core.store import DatacubeStore
+from twinmesh.core.twin import Region, Twin
+from twinmesh.core.validation import check_factor, check_int, check_time_range, parse_day
 
 __all__ = [
     "simulate",

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from services.core.capabilities.hydrology import forecast
-from services.core.geo import region_mask
-from services.core.hydrology.drought import drought_level
-from services.core.store import DatacubeStore
-from services.core.validation import check_bbox, check_factor
+from twinmesh.core.capabilities.hydrology import forecast
+from twinmesh.core.geo import region_mask
+from twinmesh.core.hydrology.drought import drought_level
+from twinmesh.core.store import DatacubeStore
+from twinmesh.core.validation import check_bbox, check_factor
 
 __all__ = [
     "FLOOD_LEVELS",

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.core.demo import delaware, fulda
-from services.core.demo.common import Step
-from services.core.store import DatacubeStore
-from services.core.twin import Twin
+from twinmesh.core.demo import delaware, fulda
+from twinmesh.core.demo.common import Step
+from twinmesh.core.store import DatacubeStore
+from twinmesh.core.twin import Twin
 
 __all__ = ["DemoTwin", "DEMO_TWINS"]
 

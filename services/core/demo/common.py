@@ -12,8 +12,8 @@ import pandas as pd
 import xarray as xr
 from pyproj import CRS
 
-from services.core.hydrology.drought import spi_monthly
-from services.core.twin import DatasetInfo, Provider, Region
+from twinmesh.core.hydrology.drought import spi_monthly
+from twinmesh.core.twin import DatasetInfo, Provider, Region
 
 __all__ = [
     "Step",

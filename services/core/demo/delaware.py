@@ -34,7 +34,7 @@ import xarray as xr
 from scipy.spatial import cKDTree
 from shapely.geometry import MultiPoint, mapping
 
-from services.core.demo.common import (
+from twinmesh.core.demo.common import (
     RETURN_PERIODS,
     SPI_SCALE_MONTHS,
     TWINMESH,
@@ -46,14 +46,14 @@ from services.core.demo.common import (
     reanalysis_dataset,
     spi_dataset,
 )
-from services.core.errors import DataNotReady
-from services.core.geo import region_means
-from services.core.hydrology.calibration import calibrate_gr4j
-from services.core.hydrology.extremes import annual_maxima, return_levels
-from services.core.hydrology.gr4j import GR4JParams, mm_per_day_to_m3s, run_gr4j
-from services.core.hydrology.pet import pet_oudin
-from services.core.store import DatacubeStore
-from services.core.twin import Gauge, ModelInfo, Provider, Region, Twin
+from twinmesh.core.errors import DataNotReady
+from twinmesh.core.geo import region_means
+from twinmesh.core.hydrology.calibration import calibrate_gr4j
+from twinmesh.core.hydrology.extremes import annual_maxima, return_levels
+from twinmesh.core.hydrology.gr4j import GR4JParams, mm_per_day_to_m3s, run_gr4j
+from twinmesh.core.hydrology.pet import pet_oudin
+from twinmesh.core.store import DatacubeStore
+from twinmesh.core.twin import Gauge, ModelInfo, Provider, Region, Twin
 
 __all__ = [
     "TWIN_ID",

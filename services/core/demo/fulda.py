@@ -28,7 +28,7 @@ from pyproj import Geod
 from scipy.ndimage import gaussian_filter
 from shapely.geometry import Polygon, mapping
 
-from services.core.demo.common import (
+from twinmesh.core.demo.common import (
     RETURN_PERIODS,
     SPI_SCALE_MONTHS,
     TWINMESH,
@@ -40,13 +40,13 @@ from services.core.demo.common import (
     reanalysis_dataset,
     spi_dataset,
 )
-from services.core.geo import region_mask, region_means
-from services.core.hydrology.calibration import calibrate_gr4j
-from services.core.hydrology.extremes import annual_maxima, return_levels
-from services.core.hydrology.gr4j import mm_per_day_to_m3s, run_gr4j
-from services.core.hydrology.pet import pet_oudin
-from services.core.store import DatacubeStore
-from services.core.twin import Gauge, ModelInfo, Provider, Region, Twin
+from twinmesh.core.geo import region_mask, region_means
+from twinmesh.core.hydrology.calibration import calibrate_gr4j
+from twinmesh.core.hydrology.extremes import annual_maxima, return_levels
+from twinmesh.core.hydrology.gr4j import mm_per_day_to_m3s, run_gr4j
+from twinmesh.core.hydrology.pet import pet_oudin
+from twinmesh.core.store import DatacubeStore
+from twinmesh.core.twin import Gauge, ModelInfo, Provider, Region, Twin
 
 __all__ = [
     "TWIN_ID",

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from services.core.hydrology.gr4j import PARAM_BOUNDS, PARAM_NAMES, GR4JParams, run_gr4j
-from services.core.hydrology.metrics import kge, nse
+from twinmesh.core.hydrology.gr4j import PARAM_BOUNDS, PARAM_NAMES, GR4JParams, run_gr4j
+from twinmesh.core.hydrology.metrics import kge, nse
 
 __all__ = ["CalibrationResult", "calibrate_gr4j"]
 

@@ -1,6 +1,6 @@
 """The STAC API as a separate process on 127.0.0.1, configured only through
 ``TWINMESH_*`` environment variables as an operator would: what the tests and the
-benchmark run against (``python -m stac.api.app``, the code path of ``serve``)."""
+benchmark run against (``python -m twinmesh.stac.api.app``, the code path of ``serve``)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,6 @@ from pathlib import Path
 import httpx
 
 __all__ = ["StacServer", "free_port", "running_stac_server"]
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,6 @@ def running_stac_server(
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWINMESH_")}
     env.update(
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
         TWINMESH_DATA_DIR=str(data_dir),
         TWINMESH_CONFIG=str(data_dir / "no-such-config.yaml"),
         TWINMESH_STAC__BACKEND=backend,
@@ -58,7 +55,7 @@ def running_stac_server(
     log_path = data_dir / f"stac-{backend}-{port}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "stac.api.app"],
+            [sys.executable, "-m", "twinmesh.stac.api.app"],
             cwd=data_dir,
             env=env,
             stdin=subprocess.DEVNULL,

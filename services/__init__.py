@@ -1,1 +1,0 @@
-"""Protocol adapters and the twin core (services/core)."""
