@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
+#: The holder name of the pins the catalogue keeps on the versions it publishes.
+CATALOG_PIN = "stac-catalog"
 CATALOG_ID = "twinmesh"
 
 
@@ -199,14 +201,35 @@ def build_catalog(store: DatacubeStore, catalog_dir: Path) -> pystac.Catalog:
         title="twinmesh digital twins",
         description="Datacubes of the digital twins hosted by this twinmesh engine.",
     )
+    from twinmesh.stac.results import catalog_lock
+
+    catalog_dir = Path(catalog_dir)
+    # Held for the whole build: a worker publishing a result meanwhile waits, so its
+    # item is either in what this build read from the store or added after the swap.
+    with catalog_lock(catalog_dir):
+        _build_into(catalog, store, catalog_dir)
+    catalog.normalize_hrefs(str(catalog_dir))
+    return catalog
+
+
+def _build_into(catalog: pystac.Catalog, store: DatacubeStore, catalog_dir: Path) -> None:
+    from twinmesh.stac.results import results_collection, stored_result_items
+
     for twin_id in store.twin_ids():
         twin = store.read_twin(twin_id)
         for info in twin.datasets:
             if store.has_dataset(twin.id, info.id):
                 collection, _ = dataset_stac(store, twin, info)
+                # The catalogue's asset points at this version: keep it from gc.
+                store.pin(twin.id, info.id, store.dataset_url(twin.id, info.id), CATALOG_PIN)
                 catalog.add_child(collection)
+        results = stored_result_items(store, twin.id)
+        if results:
+            collection = pystac.Collection.from_dict(results_collection(twin, results))
+            for doc in results:
+                collection.add_item(pystac.Item.from_dict({**doc, "links": []}))
+            catalog.add_child(collection)
 
-    catalog_dir = Path(catalog_dir)
     catalog_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".catalog-", dir=catalog_dir.parent))
     try:
@@ -223,5 +246,3 @@ def build_catalog(store: DatacubeStore, catalog_dir: Path) -> pystac.Catalog:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    catalog.normalize_hrefs(str(catalog_dir))
-    return catalog

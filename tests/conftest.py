@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from tests.helpers.postgres import TemporaryPostgres
+from twinmesh.core.engine import Engine
 from twinmesh.core.settings import Settings, StacSettings
 from twinmesh.core.store import DatacubeStore
 
@@ -41,3 +45,32 @@ def demo_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session")
 def demo_store(demo_settings: Settings) -> DatacubeStore:
     return DatacubeStore(demo_settings.resolved_store_url)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[TemporaryPostgres]:
+    """One private PostgreSQL server per test process, stopped by its pid at the end."""
+    with TemporaryPostgres(require_postgis=False) as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty job/model/event database: SQLite in tmp_path, or a new database
+    on the private PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'twinmesh.sqlite'}"
+    server: TemporaryPostgres = request.getfixturevalue("postgres_server")
+    return server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def demo_engine(demo_settings: Settings, tmp_path: Path) -> Iterator[Engine]:
+    """An engine over the built demo store with a database of its own (models seeded
+    from the twin documents on first use)."""
+    settings = demo_settings.model_copy(
+        update={"database_url": f"sqlite:///{tmp_path / 'engine.sqlite'}"}
+    )
+    engine = Engine(settings)
+    yield engine
+    engine.close()

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from twinmesh.cli_capabilities import add_capability_commands
 from twinmesh.core.errors import TwinmeshError
 from twinmesh.core.settings import Settings, load_settings
 from twinmesh.core.store import DatacubeStore
@@ -39,7 +40,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 demo_app = typer.Typer(
-    help="The demo twin: Fulda river basin flood and drought early warning.", no_args_is_help=True
+    help="The demo twins: Fulda (DE) and the Delaware River Basin (US), flood and drought "
+    "early warning built from data inside the installed wheels.",
+    no_args_is_help=True,
+)
+jobs_app = typer.Typer(
+    help="Jobs: capability requests run by `twinmesh worker` (submit one with "
+    "`twinmesh CAPABILITY TWIN --submit`).",
+    no_args_is_help=True,
+)
+models_app = typer.Typer(
+    help="The model registry: versions of each twin's models, approve, roll back.",
+    no_args_is_help=True,
+)
+events_app = typer.Typer(
+    help="The warning and observation log: replay, follow, export.", no_args_is_help=True
 )
 serve_app = typer.Typer(
     help="Serve one interface in the foreground (`twinmesh up` serves all).", no_args_is_help=True
@@ -48,6 +63,9 @@ catalog_app = typer.Typer(help="The STAC catalogue of the store's datacubes.", n
 app.add_typer(demo_app, name="demo")
 app.add_typer(serve_app, name="serve")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(models_app, name="models")
+app.add_typer(events_app, name="events")
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -125,14 +143,15 @@ def init_demo(
     twins: list[str] | None = None,
 ) -> list[str]:
     """Build the demo twins and the catalogue unless they are current; return those built."""
-    from twinmesh.core.demo import DEMO_TWINS
+    from twinmesh.core.twins import twin_builders
     from twinmesh.stac.catalog import build_catalog
 
     store = _store(settings)
     reps = repetitions or settings.calibration_repetitions
+    builders = twin_builders()
     built = []
-    for twin_id in twins or list(DEMO_TWINS):
-        demo = DEMO_TWINS[twin_id]
+    for twin_id in twins or list(builders):
+        demo = builders[twin_id].builder
         if force or not demo.is_current(store, settings.demo_seed, reps):
             console.print(f"Building the demo twin [bold]{demo.id}[/] ({demo.summary})")
             with _progress() as progress:
@@ -154,7 +173,7 @@ def init_demo(
 
 
 def _print_skill(twin: Any) -> None:
-    model = twin.model("gr4j")
+    model = twin.model()
     table = Table(title=f"{twin.id}: {model.kind} skill (stored in the model's metadata)")
     for col in ("period", "", "KGE", "NSE"):
         table.add_column(col)
@@ -191,12 +210,14 @@ def demo_init(
     """Build the demo twins (Fulda, Delaware): forcing grid, observed discharge, calibrated
     GR4J, reanalysis, return levels, SPI-3 and the STAC catalogue. Idempotent: a second
     run does nothing."""
-    from twinmesh.core.demo import DEMO_TWINS
+    from twinmesh.core.twins import twin_builders
 
+    builders = twin_builders()
     for name in twin or []:
-        if name not in DEMO_TWINS:
+        if name not in builders:
             raise typer.BadParameter(
-                f"no demo twin {name!r}; choose from {', '.join(DEMO_TWINS)}", param_hint="--twin"
+                f"no registered twin {name!r}; choose from {', '.join(builders)}",
+                param_hint="--twin",
             )
     init_demo(_settings(ctx), force=force, repetitions=repetitions, twins=twin)
 
@@ -210,9 +231,14 @@ def list_twins(ctx: typer.Context) -> None:
     if not ids:
         err.print("No twins yet: run `twinmesh demo init`.")
         raise typer.Exit(1)
+    from twinmesh.core.twins import twin_builders
+
+    builders = twin_builders()
     for tid in ids:
         twin = store.read_twin(tid)
-        console.print(f"[bold]{twin.id}[/]  {twin.title}")
+        builder = builders.get(tid)
+        source = f"from {builder.source}" if builder else "registered in the store"
+        console.print(f"[bold]{twin.id}[/]  {twin.title}  ({source})")
         console.print(
             f"  extent {list(twin.bbox)}  record {twin.time_extent[0]}/{twin.time_extent[1]}"
         )
@@ -221,61 +247,239 @@ def list_twins(ctx: typer.Context) -> None:
         console.print(f"  capabilities: {', '.join(twin.capabilities)}")
 
 
-@app.command("warnings")
-def show_warnings(
-    ctx: typer.Context,
-    twin: Annotated[str, typer.Argument(help="Twin id, e.g. fulda.")],
-    issued: Annotated[str | None, typer.Option(help="Issue day (ISO); default: latest.")] = None,
-    members: Annotated[int, typer.Option(help="Ensemble members.")] = 20,
-    lead_days: Annotated[int, typer.Option(help="Lead time in days.")] = 10,
-    precipitation_factor: Annotated[
-        float, typer.Option(help="Scenario: scale forecast precipitation.")
-    ] = 1.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Which regions are under a flood or drought warning, how sure, for when."""
-    from twinmesh.core.capabilities import warnings
+add_capability_commands(app)
 
-    result = warnings(
-        _store(_settings(ctx)),
-        twin,
-        issued=issued,
-        members=members,
-        lead_days=lead_days,
-        precipitation_factor=precipitation_factor,
-    )
-    if as_json:
-        console.print_json(json.dumps([w.to_dict() for w in result]))
+
+@app.command("capabilities")
+def list_capabilities(
+    name: Annotated[str | None, typer.Argument(help="One capability: print its schemas.")] = None,
+    openeo: Annotated[
+        bool, typer.Option("--openeo", help="Print the openEO process description instead.")
+    ] = False,
+) -> None:
+    """The capabilities core declares: inputs (types, ranges, units), output kind.
+
+    With a NAME, its JSON Schemas (inputs and output) as OGC API - Processes and the
+    other adapters publish them."""
+    from twinmesh.core.capabilities import CAPABILITIES
+
+    if name is None:
+        for cap in CAPABILITIES.values():
+            fields = ", ".join(cap.inputs.model_fields)
+            console.print(f"[bold]{cap.name}[/] ({cap.output.kind.value})  {cap.title}")
+            console.print(f"  inputs: {fields}")
         return
-    table = Table(
-        title=f"{twin}: warnings issued {result[0].issued} valid "
-        f"{result[0].valid_from}/{result[0].valid_to}"
-        if result
-        else twin
+    if name not in CAPABILITIES:
+        raise typer.BadParameter(f"no capability {name!r}; choose from {', '.join(CAPABILITIES)}")
+    cap = CAPABILITIES[name]
+    doc = (
+        cap.openeo_process()
+        if openeo
+        else {"inputs": cap.input_schema(), "output": cap.output_schema()}
     )
-    table.caption = (
-        "2y/5y/20y: share of members above that return level (a level needs 30%); "
-        "peak: median member peak (m3/s); SPI: SPI-3 of the last full month"
-    )
-    table.add_column("region", no_wrap=True)
-    for col in ("flood", "2y", "5y", "20y", "peak", "drought", "SPI"):
-        table.add_column(
-            col, no_wrap=True, justify="left" if col in ("flood", "drought") else "right"
-        )
-    for w in result:
-        p = w.flood_probability
-        spi = "" if w.spi is None else f"{w.spi:.2f}"
+    console.print_json(json.dumps(doc))
+
+
+# -- jobs --------------------------------------------------------------------------------
+def _engine(ctx: typer.Context) -> Any:
+    from twinmesh.core.engine import Engine
+
+    return Engine(_settings(ctx))
+
+
+@app.command("worker")
+def worker(
+    ctx: typer.Context,
+    once: Annotated[
+        bool, typer.Option("--once", help="Run the queued jobs, then exit (no waiting).")
+    ] = False,
+) -> None:
+    """Run queued jobs until Ctrl-C (`twinmesh up` starts settings.jobs.workers of these).
+
+    Each job is claimed with a lease; a job whose worker died is taken over by another
+    worker when its lease expires (settings.jobs.lease_seconds). Results go to the
+    store and the twin's STAC results collection."""
+    import logging
+    import threading
+
+    from twinmesh.core.worker import Worker
+    from twinmesh.stac.results import result_publisher
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = _settings(ctx)
+    engine = _engine(ctx)
+    w = Worker(engine, publishers=[result_publisher(settings)])
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    console.print(f"worker {w.worker_id} on {engine.db}")
+    if once:
+        while w.run_once():
+            pass
+        return
+    w.run_forever(stop)
+
+
+def _job_table(jobs: list[Any]) -> Table:
+    table = Table()
+    for col in ("id", "twin", "capability", "status", "progress", "created", "message"):
+        table.add_column(col, no_wrap=col in ("id", "status"))
+    for j in jobs:
         table.add_row(
-            w.region_id,
-            w.flood_level,
-            f"{p[2]:.2f}",
-            f"{p[5]:.2f}",
-            f"{p[20]:.2f}",
-            f"{w.peak_discharge_m3s:.1f}",
-            w.drought_level,
-            spi,
+            j.id,
+            j.twin,
+            j.capability,
+            j.status.value,
+            f"{j.progress:.0%}",
+            f"{j.created:%Y-%m-%d %H:%M:%S}",
+            (j.message or "")[:60],
+        )
+    return table
+
+
+@jobs_app.command("list")
+def jobs_list(
+    ctx: typer.Context,
+    twin: Annotated[str | None, typer.Option(help="Only this twin's jobs.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only jobs in this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="At most this many.")] = 20,
+) -> None:
+    """The newest jobs."""
+    console.print(_job_table(_engine(ctx).jobs.list(twin=twin, status=status, limit=limit)))
+
+
+@jobs_app.command("show")
+def jobs_show(ctx: typer.Context, job_id: Annotated[str, typer.Argument()]) -> None:
+    """One job as JSON: inputs, status, progress, error, result location, model version."""
+    console.print_json(json.dumps(_engine(ctx).jobs.get(job_id).to_dict(), default=str))
+
+
+@jobs_app.command("wait")
+def jobs_wait(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument()],
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600,
+) -> None:
+    """Wait until the job has finished, showing its progress; exit 1 unless successful."""
+    engine = _engine(ctx)
+    deadline = time.monotonic() + timeout
+    with _progress() as progress:
+        task = progress.add_task(job_id[:8], total=100)
+        while True:
+            job = engine.jobs.get(job_id)
+            progress.update(task, completed=int(job.progress * 100))
+            if job.status.finished or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    console.print(f"job {job.id} {job.status.value}" + (f": {job.message}" if job.message else ""))
+    if job.status.value != "successful":
+        raise typer.Exit(1)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(ctx: typer.Context, job_id: Annotated[str, typer.Argument()]) -> None:
+    """Dismiss a job: a queued one never runs, a running one stops at its next step."""
+    job = _engine(ctx).jobs.cancel(job_id)
+    console.print(f"job {job.id} {job.status.value}")
+
+
+# -- models ------------------------------------------------------------------------------
+@models_app.command("list")
+def models_list(ctx: typer.Context, twin: Annotated[str, typer.Argument()]) -> None:
+    """Every version of the twin's models; * marks current."""
+    engine = _engine(ctx)
+    engine.model(engine.twin(twin))  # registers the twin's own models on first use
+    current = engine.models.current_version(twin)
+    table = Table(title=f"{twin}: model versions")
+    for col in ("", "version", "kind", "created", "approved", "validation KGE", "method"):
+        table.add_column(col)
+    for m in engine.models.versions(twin):
+        kge = m.skill.validation.kge if m.skill.validation else None
+        table.add_row(
+            "*" if m.version == current else "",
+            str(m.version),
+            m.kind,
+            f"{m.created:%Y-%m-%d %H:%M}",
+            "yes" if m.approved else "no",
+            "" if kge is None else f"{kge:.3f}",
+            m.provenance.method,
         )
     console.print(table)
+
+
+@models_app.command("approve")
+def models_approve(
+    ctx: typer.Context,
+    twin: Annotated[str, typer.Argument()],
+    version: Annotated[int, typer.Argument(help="Version to make current.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "",
+) -> None:
+    """Approve a version and make it current (atomically)."""
+    m = _engine(ctx).models.approve(twin, version, reason=reason)
+    console.print(f"{twin}: current model is now version {m.version} ({m.kind})")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    ctx: typer.Context,
+    twin: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "",
+) -> None:
+    """Switch current back to the version it pointed at before the last switch."""
+    m = _engine(ctx).models.roll_back(twin, reason=reason)
+    console.print(f"{twin}: current model is back to version {m.version} ({m.kind})")
+
+
+# -- events ------------------------------------------------------------------------------
+@events_app.command("export")
+def events_export(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="File to write: .parquet or .csv.")],
+    twin: Annotated[str | None, typer.Option(help="Only this twin.")] = None,
+    kind: Annotated[
+        list[str] | None, typer.Option(help="warning and/or observation (default both).")
+    ] = None,
+    start: Annotated[str | None, typer.Option(help="From this time (ISO 8601).")] = None,
+    end: Annotated[str | None, typer.Option(help="Until this time (ISO 8601).")] = None,
+) -> None:
+    """Export a time window of the log to Parquet or CSV."""
+    from datetime import datetime
+
+    from twinmesh.core.errors import InvalidParameter
+
+    def when(text: str | None, name: str) -> datetime | None:
+        if text is None:
+            return None
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidParameter(f"{name} {text!r} is not ISO 8601, e.g. 1987-06-01") from None
+
+    n = _engine(ctx).log.export(
+        path, start=when(start, "start"), end=when(end, "end"), kinds=kind, twin=twin
+    )
+    console.print(f"{n} events written to {path}")
+
+
+@events_app.command("tail")
+def events_tail(
+    ctx: typer.Context,
+    after: Annotated[int, typer.Option(help="Start after this sequence number.")] = 0,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Wait for new events.")] = False,
+) -> None:
+    """Print events after a sequence number (and new ones as they come with --follow)."""
+    log = _engine(ctx).log
+    events = log.subscribe(after) if follow else iter(log.replay(after))
+    try:
+        for e in events:
+            what = e.payload.get("flood_level") if e.kind == "warning" else e.payload.get("value")
+            console.print(f"{e.seq:>8} {e.kind:<11} {e.twin} {e.region or ''} {e.time} {what}")
+    except KeyboardInterrupt:
+        pass
 
 
 # -- catalogue -------------------------------------------------------------------------

@@ -3,18 +3,30 @@
 Every service is started with the same Python interpreter as ``twinmesh serve NAME``,
 polled until its health URL answers, restarted (a few times, with back-off) if it
 dies, and stopped by its own process id on Ctrl-C or SIGTERM.
+
+Children die with the supervisor even when it cannot stop them (SIGKILL, the OOM
+killer): on Linux each child asks the kernel for SIGTERM when its parent goes
+(``PR_SET_PDEATHSIG``), so no orphan keeps a port the next ``twinmesh up`` needs.
+Each child runs in its own session, so Ctrl-C reaches only the supervisor, which
+then stops them in order.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -30,7 +42,9 @@ class Service:
     name: str
     argv: list[str]
     url: str
-    health_url: str
+    #: URL that answers once the service is ready; None for a process without a port
+    #: (a worker), which counts as ready once it has run for a second.
+    health_url: str | None
     description: str
     host: str = "127.0.0.1"
     port: int = 0
@@ -42,7 +56,8 @@ class Service:
 
 
 def mesh_services(settings: Settings) -> list[Service]:
-    """The services that exist so far; later capabilities add theirs here."""
+    """The services that exist so far (the STAC API and the job workers); later
+    adapters add theirs here."""
     base = settings.stac.base_url()
     return [
         Service(
@@ -55,11 +70,101 @@ def mesh_services(settings: Settings) -> list[Service]:
             port=settings.stac.port,
             port_setting="TWINMESH_STAC__PORT",
         ),
+        *(
+            Service(
+                name=f"worker-{n}" if settings.jobs.workers > 1 else "worker",
+                argv=[sys.executable, "-m", "twinmesh.cli", "worker"],
+                url=settings.resolved_database_url.split("://", 1)[0] + " job store",
+                health_url=None,
+                description="runs queued jobs; results to the store and STAC",
+            )
+            for n in range(1, settings.jobs.workers + 1)
+        ),
     ]
 
 
+#: prctl(2) option: the signal a process gets when its parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Any:
+    """libc's prctl, resolved in the parent: a forked child only calls it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    prctl = libc.prctl
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGTERM when ``parent_pid`` dies.
+
+    Linux only (None elsewhere). The kernel sends the signal when the *thread* that
+    forked the child exits, so children must be forked from a thread that lives as
+    long as the supervisor (see ``_Forker``). If the parent died before the child's
+    prctl ran, the child is already an orphan and exits at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = _prctl()
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(errno)}")
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return preexec
+
+
+class _Forker:
+    """Starts processes from a thread that lives as long as the supervisor's process.
+
+    From the main thread it forks directly; other threads (a ``watch`` loop run in a
+    thread) hand the fork to one daemon thread, because a child's death signal fires
+    when the thread that forked it exits, not the process.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[
+            tuple[list[str], dict[str, Any], Future[subprocess.Popen[bytes]]]
+        ] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        if threading.current_thread() is threading.main_thread():
+            return subprocess.Popen(argv, **kwargs)
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="twinmesh-forker", daemon=True
+                )
+                self._thread.start()
+        done: Future[subprocess.Popen[bytes]] = Future()
+        self._requests.put((argv, kwargs, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            argv, kwargs, done = self._requests.get()
+            try:
+                done.set_result(subprocess.Popen(argv, **kwargs))
+            except BaseException as exc:  # handed to the caller's thread
+                done.set_exception(exc)
+
+
 def _port_free(host: str, port: int) -> bool:
+    """Whether a service could listen on ``host:port`` now.
+
+    Binds as the servers do, with SO_REUSEADDR on POSIX: connections of a stopped
+    server waiting out TIME_WAIT do not keep its port from the next ``twinmesh up``.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if os.name == "posix":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -85,12 +190,20 @@ class Supervisor:
         self.ready_timeout_s = ready_timeout_s
         self.max_restarts = max_restarts
         self._stopping = False
+        self._forker = _Forker()
 
     def _start(self, service: Service) -> None:
-        service.process = subprocess.Popen(service.argv, env=self.env)
+        service.process = self._forker.popen(
+            service.argv,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
+        )
         service.started_at = time.monotonic()
 
     def _healthy(self, service: Service) -> bool:
+        if service.health_url is None:
+            return time.monotonic() - service.started_at > 1.0
         try:
             return httpx.get(service.health_url, timeout=2.0).status_code < 500
         except httpx.HTTPError:
@@ -117,7 +230,7 @@ class Supervisor:
                     self.stop_all()
                     raise RuntimeError(
                         f"service {service.name} exited with code {code} while starting; "
-                        f"run `twinmesh serve {service.name}` to see why"
+                        f"run `{_command_of(service)}` to see why"
                     )
                 if self._healthy(service):
                     self.say(f"  {service.name:<8} {service.url}  ({service.description})")
@@ -167,3 +280,8 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 service.process.kill()
                 service.process.wait()
+
+
+def _command_of(service: Service) -> str:
+    """The command a user runs to start ``service`` in the foreground."""
+    return " ".join(["twinmesh", *service.argv[3:]]) if len(service.argv) > 3 else service.name

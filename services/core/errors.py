@@ -18,6 +18,11 @@ __all__ = [
     "InvalidTimeRange",
     "InvalidParameter",
     "DataNotReady",
+    "UnknownCapability",
+    "CapabilityNotOffered",
+    "UnknownJob",
+    "TooLarge",
+    "JobNotFinished",
 ]
 
 
@@ -72,3 +77,31 @@ class DataNotReady(TwinmeshError):
 
     code = "DataNotReady"
     status = 503
+
+
+class UnknownCapability(NotFoundError):
+    code = "UnknownCapability"
+
+
+class CapabilityNotOffered(NotFoundError):
+    """The twin exists but does not declare that capability."""
+
+    code = "CapabilityNotOffered"
+
+
+class UnknownJob(NotFoundError):
+    code = "UnknownJob"
+
+
+class TooLarge(InvalidInput):
+    """The result would exceed ``max_result_bytes``; refused before any data is read."""
+
+    code = "TooLarge"
+    status = 413
+
+
+class JobNotFinished(TwinmeshError):
+    """The job has no result yet (or failed / was dismissed)."""
+
+    code = "JobNotFinished"
+    status = 409

@@ -19,7 +19,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-__all__ = ["Settings", "StacSettings", "load_settings"]
+__all__ = ["Settings", "StacSettings", "JobSettings", "load_settings"]
 
 
 def _default_data_dir() -> Path:
@@ -42,6 +42,18 @@ class StacSettings(BaseModel):
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
+class JobSettings(BaseModel):
+    """How ``twinmesh worker`` processes claim and hold jobs."""
+
+    #: Seconds a worker holds a job without renewing; a job whose worker died is
+    #: taken over by another worker this long after the last renewal.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    #: Seconds an idle worker waits between looks for new jobs.
+    poll_seconds: float = Field(default=0.5, gt=0)
+    #: Worker processes `twinmesh up` starts.
+    workers: int = Field(default=1, ge=0, le=64)
+
+
 class Settings(BaseSettings):
     """Everything a twinmesh process needs to know about where it runs."""
 
@@ -59,6 +71,13 @@ class Settings(BaseSettings):
     #: fsspec storage options for ``store_url`` (credentials, endpoint_url, ...).
     storage_options: dict[str, object] = Field(default_factory=dict)
     stac: StacSettings = Field(default_factory=StacSettings)
+    #: The jobs / models / event log database: SQLite in the data dir by default,
+    #: ``postgresql://user:pass@host:5432/db`` at scale.
+    database_url: str | None = None
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    #: A request whose result would be larger than this is refused before any data is
+    #: read (TooLarge); run it as smaller pieces.
+    max_result_bytes: int = Field(default=512 * 1024**2, gt=0)
     #: Seed of every stochastic step of the demo build (documented in the data).
     demo_seed: int = 20260101
     #: Number of SCE-UA model runs used to calibrate the demo model.
@@ -84,6 +103,10 @@ class Settings(BaseSettings):
     @property
     def resolved_store_url(self) -> str:
         return self.store_url or str((self.data_dir / "store").resolve())
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'twinmesh.sqlite').resolve()}"
 
     @property
     def catalog_dir(self) -> Path:

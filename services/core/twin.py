@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from twinmesh.core.errors import NotFoundError, UnknownDataset, UnknownRegion
 
 __all__ = [
+    "DATASET_ROLES",
     "BBox",
     "Region",
     "Gauge",
@@ -23,6 +24,15 @@ __all__ = [
     "ModelInfo",
     "Twin",
 ]
+
+#: The roles capabilities look datasets up by, and what each must hold.
+DATASET_ROLES: dict[str, str] = {
+    "forcing": "daily gridded precipitation (mm d-1) and temperature (degC) on t/y/x",
+    "discharge-observed": "observed daily discharge at gauges (m3 s-1)",
+    "discharge-reanalysis": "simulated daily discharge per region and its return levels "
+    "(return_level_m3s over region/return_period)",
+    "drought-index": "gridded standardized precipitation index (spi) on t/y/x",
+}
 
 #: (west, south, east, north) in WGS84 degrees.
 BBox = tuple[float, float, float, float]
@@ -67,6 +77,9 @@ class DatasetInfo(_Frozen):
     id: str
     title: str
     description: str
+    #: What the dataset is for the capabilities (see DATASET_ROLES): they look a
+    #: dataset up by role, so a twin may name its datasets as it likes.
+    role: str | None = None
     #: Variable name -> units (CF).
     variables: dict[str, str]
     license: str
@@ -126,6 +139,22 @@ class Twin(_Frozen):
         known = ", ".join(d.id for d in self.datasets)
         raise UnknownDataset(
             f"twin {self.id!r} has no dataset {dataset_id!r}; its datasets are: {known}"
+        )
+
+    def dataset_for(self, role: str) -> DatasetInfo:
+        """The dataset that plays ``role`` (a dataset without a role plays the role named
+        like its id, as the first twins were built)."""
+        for ds in self.datasets:
+            if ds.role == role:
+                return ds
+        for ds in self.datasets:
+            if ds.role is None and ds.id == role:
+                return ds
+        known = ", ".join(f"{d.id} ({d.role or 'no role'})" for d in self.datasets)
+        raise UnknownDataset(
+            f"twin {self.id!r} has no dataset with the role {role!r} "
+            f"({DATASET_ROLES.get(role, 'see twinmesh.core.twin.DATASET_ROLES')}); "
+            f"its datasets: {known}"
         )
 
     def region(self, region_id: str) -> Region:

@@ -276,3 +276,27 @@ def load_catalog_pgstac(
         seconds,
     )
     return CatalogLoad("pgstac", len(collection_ids), n_items, fingerprint, seconds)
+
+
+def upsert_from_catalog(dsn: str, catalog_dir: str | Path, collection_id: str) -> int:
+    """Upsert one collection of the static catalogue and its items into pgstac (what a
+    newly published result needs), and record the catalogue's fingerprint so the next
+    start-up does not reload it all. Returns the number of items upserted."""
+    catalog = read_catalog(catalog_dir)
+    collection = next((c for c in catalog.collections if c["id"] == collection_id), None)
+    if collection is None:
+        raise ValueError(f"the catalogue at {catalog_dir} has no collection {collection_id!r}")
+    items = [i for i in catalog.items() if i["collection"] == collection_id]
+    db = PgstacDB(dsn)
+    try:
+        Migrate(db).run_migration()
+        loader = Loader(db)
+        loader.load_collections(iter([collection]), insert_mode=Methods.upsert)
+        loader.load_items(iter(items), insert_mode=Methods.upsert)
+    finally:
+        pool = db.pool
+        db.disconnect()
+        if pool is not None:
+            pool.close()
+    _store_fingerprint(dsn, str(catalog.root), catalog.fingerprint())
+    return len(items)

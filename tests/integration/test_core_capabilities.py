@@ -10,6 +10,7 @@ import pytest
 
 from twinmesh.core import errors
 from twinmesh.core.capabilities import CAPABILITIES, forecast, simulate, subset, warnings
+from twinmesh.core.engine import Engine
 from twinmesh.core.store import DatacubeStore
 
 
@@ -54,9 +55,9 @@ ISSUE_DAY = {"fulda": "1987-06-01", "delaware": "1980-06-01"}
 
 @pytest.mark.parametrize("twin_id", sorted(ISSUE_DAY))
 def test_warnings_levels_for_every_region_with_probabilities(
-    demo_store: DatacubeStore, twin_id: str
+    demo_store: DatacubeStore, twin_id: str, demo_engine: Engine
 ) -> None:
-    result = warnings(demo_store, twin_id, issued=ISSUE_DAY[twin_id], members=10, lead_days=7)
+    result = warnings(demo_engine, twin_id, issued=ISSUE_DAY[twin_id], members=10, lead_days=7)
     twin = demo_store.read_twin(twin_id)
     assert {w.region_id for w in result} == {r.id for r in twin.regions}
     for w in result:
@@ -68,12 +69,14 @@ def test_warnings_levels_for_every_region_with_probabilities(
 
 
 @pytest.mark.parametrize("twin_id", sorted(ISSUE_DAY))
-def test_scaled_precipitation_raises_a_flood_level(demo_store: DatacubeStore, twin_id: str) -> None:
+def test_scaled_precipitation_raises_a_flood_level(
+    demo_store: DatacubeStore, twin_id: str, demo_engine: Engine
+) -> None:
     order = ["none", "medium", "high", "severe"]
     kwargs = dict(issued=ISSUE_DAY[twin_id], members=20, lead_days=10, seed=3)
-    base = {w.region_id: w for w in warnings(demo_store, twin_id, **kwargs)}
+    base = {w.region_id: w for w in warnings(demo_engine, twin_id, **kwargs)}
     wet = {
-        w.region_id: w for w in warnings(demo_store, twin_id, precipitation_factor=4.0, **kwargs)
+        w.region_id: w for w in warnings(demo_engine, twin_id, precipitation_factor=4.0, **kwargs)
     }
     raised = [r for r in base if order.index(wet[r].flood_level) > order.index(base[r].flood_level)]
     assert raised, {r: (base[r].flood_level, wet[r].flood_level) for r in base}
@@ -82,7 +85,7 @@ def test_scaled_precipitation_raises_a_flood_level(demo_store: DatacubeStore, tw
 
 
 def test_delaware_regions_are_real_gauged_basins_with_their_own_models(
-    demo_store: DatacubeStore,
+    demo_store: DatacubeStore, demo_engine: Engine
 ) -> None:
     from twinmesh.core.demo.delaware import REGION_GAUGES
 
@@ -97,20 +100,22 @@ def test_delaware_regions_are_real_gauged_basins_with_their_own_models(
         assert set(model.parameters_for(region_id)) == {"x1_mm", "x2_mm", "x3_mm", "x4_days"}
     assert len({tuple(p.values()) for p in model.region_parameters.values()}) == len(REGION_GAUGES)
     assert model.skill["validation"]["kge"] > 0.5
-    runoff = simulate(demo_store, "delaware", "1980-01-01", "1980-12-31")
+    runoff = simulate(demo_engine, "delaware", "1980-01-01", "1980-12-31")
     assert runoff["discharge_m3s"].shape == (366, len(REGION_GAUGES))
 
 
-def test_simulate_scenario_scales_discharge(demo_store: DatacubeStore) -> None:
-    base = simulate(demo_store, "fulda", "1986-01-01", "1986-12-31")
-    wet = simulate(demo_store, "fulda", "1986-01-01", "1986-12-31", precipitation_factor=1.5)
+def test_simulate_scenario_scales_discharge(demo_store: DatacubeStore, demo_engine: Engine) -> None:
+    base = simulate(demo_engine, "fulda", "1986-01-01", "1986-12-31")
+    wet = simulate(demo_engine, "fulda", "1986-01-01", "1986-12-31", precipitation_factor=1.5)
     assert base.sizes["t"] == 365
     assert float(wet["discharge_m3s"].sum()) > 1.2 * float(base["discharge_m3s"].sum())
 
 
-def test_forecast_ensemble_shape_and_determinism(demo_store: DatacubeStore) -> None:
-    a = forecast(demo_store, "fulda", issued="1985-03-01", members=7, lead_days=5, seed=1)
-    b = forecast(demo_store, "fulda", issued="1985-03-01", members=7, lead_days=5, seed=1)
+def test_forecast_ensemble_shape_and_determinism(
+    demo_store: DatacubeStore, demo_engine: Engine
+) -> None:
+    a = forecast(demo_engine, "fulda", issued="1985-03-01", members=7, lead_days=5, seed=1)
+    b = forecast(demo_engine, "fulda", issued="1985-03-01", members=7, lead_days=5, seed=1)
     assert a["discharge_m3s"].dims == ("member", "t", "region")
     assert a["discharge_m3s"].shape == (7, 5, 5)
     np.testing.assert_array_equal(a["discharge_m3s"].values, b["discharge_m3s"].values)
@@ -133,31 +138,31 @@ def test_subset_by_bbox_and_time(demo_store: DatacubeStore) -> None:
 
 
 BAD_CALLS = [
-    (errors.UnknownTwin, lambda s: warnings(s, "rhine")),
-    (errors.UnknownDataset, lambda s: subset(s, "fulda", "snow-depth")),
-    (errors.OutOfExtent, lambda s: subset(s, "fulda", "forcing", bbox=[0, 0, 1, 1])),
-    (errors.InvalidParameter, lambda s: subset(s, "fulda", "forcing", bbox=[10, 50, 9, 51])),
-    (errors.InvalidTimeRange, lambda s: simulate(s, "fulda", "1986-12-31", "1986-01-01")),
-    (errors.OutOfExtent, lambda s: simulate(s, "fulda", "1970-01-01", "1986-01-01")),
-    (errors.InvalidParameter, lambda s: forecast(s, "fulda", members=-5)),
-    (errors.InvalidParameter, lambda s: forecast(s, "fulda", lead_days=0)),
-    (errors.InvalidParameter, lambda s: warnings(s, "fulda", precipitation_factor=-1)),
-    (errors.OutOfExtent, lambda s: forecast(s, "fulda", issued="1988-12-30", lead_days=10)),
+    (errors.UnknownTwin, lambda e: warnings(e, "rhine")),
+    (errors.UnknownDataset, lambda e: subset(e.store, "fulda", "snow-depth")),
+    (errors.OutOfExtent, lambda e: subset(e.store, "fulda", "forcing", bbox=[0, 0, 1, 1])),
+    (errors.InvalidParameter, lambda e: subset(e.store, "fulda", "forcing", bbox=[10, 50, 9, 51])),
+    (errors.InvalidTimeRange, lambda e: simulate(e, "fulda", "1986-12-31", "1986-01-01")),
+    (errors.OutOfExtent, lambda e: simulate(e, "fulda", "1970-01-01", "1986-01-01")),
+    (errors.InvalidParameter, lambda e: forecast(e, "fulda", members=-5)),
+    (errors.InvalidParameter, lambda e: forecast(e, "fulda", lead_days=0)),
+    (errors.InvalidParameter, lambda e: warnings(e, "fulda", precipitation_factor=-1)),
+    (errors.OutOfExtent, lambda e: forecast(e, "fulda", issued="1988-12-30", lead_days=10)),
     (
         errors.UnknownRegion,
-        lambda s: simulate(s, "fulda", "1986-01-01", "1986-02-01", regions=["atlantis"]),
+        lambda e: simulate(e, "fulda", "1986-01-01", "1986-02-01", regions=["atlantis"]),
     ),
-    (errors.InvalidParameter, lambda s: subset(s, "../etc", "forcing")),
+    (errors.InvalidParameter, lambda e: subset(e.store, "../etc", "forcing")),
 ]
 
 
 @pytest.mark.parametrize(("error", "call"), BAD_CALLS)
 def test_bad_input_raises_typed_error_and_leaves_store_alone(
-    demo_store: DatacubeStore, error: type[errors.TwinmeshError], call
+    demo_store: DatacubeStore, error: type[errors.TwinmeshError], call, demo_engine: Engine
 ) -> None:
     before = _tree_digest(demo_store.root)
     with pytest.raises(error) as info:
-        call(demo_store)
+        call(demo_engine)
     assert info.value.message  # says what was wrong
     assert 400 <= info.value.status < 500
     assert _tree_digest(demo_store.root) == before

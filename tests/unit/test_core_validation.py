@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from twinmesh.core import errors
-from twinmesh.core.capabilities.warnings import ALERT_PROBABILITY, issue_warnings
+from twinmesh.core.capabilities.early_warning import ALERT_PROBABILITY, issue_warnings
 from twinmesh.core.validation import check_bbox, check_time_range, parse_day
 
 EXTENT = (9.2, 50.35, 10.1, 51.3)

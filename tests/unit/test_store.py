@@ -34,14 +34,19 @@ def test_a_failed_write_leaves_the_previous_version_live(tmp_path, monkeypatch) 
     assert float(store.open("tw", "cube")["a"].sum()) == 12.0
 
 
-def test_previous_version_survives_one_swap_then_goes(tmp_path) -> None:
+def test_writes_keep_young_versions_and_gc_keeps_live_and_previous(tmp_path) -> None:
+    """A write never deletes a version another writer may still be writing (they are
+    young); gc by age removes only what is neither live nor the previous live one."""
     store = DatacubeStore(str(tmp_path))
     first = store.write("tw", "cube", _cube(1.0))
     second = store.write("tw", "cube", _cube(2.0))
+    third = store.write("tw", "cube", _cube(3.0))
     assert xr.open_zarr(first, consolidated=False)["a"].sum() == 12.0  # a reader can finish
-    store.write("tw", "cube", _cube(3.0))
-    versions = sorted(p.name for p in (tmp_path / "tw" / "cube").glob("*.zarr"))
-    assert len(versions) == 2 and second.rsplit("/", 1)[-1] in versions
+    assert len(store.versions("tw", "cube")) == 3
+    assert store.gc("tw", "cube", min_age_seconds=0) == [first.rsplit("/", 1)[-1]]
+    names = {u.rsplit("/", 1)[-1] for u in (second, third)}
+    assert set(store.versions("tw", "cube")) == names
+    assert store.live_version("tw", "cube") == third.rsplit("/", 1)[-1]
     assert float(store.open("tw", "cube")["a"].sum()) == 36.0
 
 

@@ -14,7 +14,7 @@ from twinmesh.core.demo.common import Step
 from twinmesh.core.store import DatacubeStore
 from twinmesh.core.twin import Twin
 
-__all__ = ["DemoTwin", "DEMO_TWINS"]
+__all__ = ["DemoTwin", "DEMO_TWINS", "FULDA", "DELAWARE"]
 
 
 @dataclass(frozen=True)
@@ -36,17 +36,18 @@ class DemoTwin:
         return self.build(store, seed=seed, repetitions=repetitions, progress=progress)
 
 
-DEMO_TWINS: dict[str, DemoTwin] = {
-    fulda.TWIN_ID: DemoTwin(
-        fulda.TWIN_ID,
-        "Fulda (DE): 10-year record, derived grid, one GR4J",
-        fulda.build_id,
-        fulda.build_fulda_twin,
-    ),
-    delaware.TWIN_ID: DemoTwin(
-        delaware.TWIN_ID,
-        "Delaware River Basin (US): NHM domain, 168 USGS gauges, one GR4J per basin",
-        delaware.build_id,
-        delaware.build_delaware_twin,
-    ),
-}
+#: Registered as entry points of the ``twinmesh.twins`` group (see pyproject.toml),
+#: exactly as a twin from another package would be.
+FULDA = DemoTwin(
+    fulda.TWIN_ID,
+    "Fulda (DE): 10-year record, derived grid, one GR4J",
+    fulda.build_id,
+    fulda.build_fulda_twin,
+)
+DELAWARE = DemoTwin(
+    delaware.TWIN_ID,
+    "Delaware River Basin (US): NHM domain, 168 USGS gauges, one GR4J per basin",
+    delaware.build_id,
+    delaware.build_delaware_twin,
+)
+DEMO_TWINS: dict[str, DemoTwin] = {t.id: t for t in (FULDA, DELAWARE)}

@@ -228,6 +228,15 @@ _DATASET_KINDS: dict[str, dict[str, object]] = {
 }
 
 
+#: The role each of the standard datacubes plays (twinmesh.core.twin.DATASET_ROLES).
+_DATASET_ROLE = {
+    "forcing": "forcing",
+    "discharge-observed": "discharge-observed",
+    "discharge-reanalysis": "discharge-reanalysis",
+    "spi-3": "drought-index",
+}
+
+
 def dataset_info(
     dataset_id: str,
     *,
@@ -241,6 +250,7 @@ def dataset_info(
     kind = _DATASET_KINDS[dataset_id]
     return DatasetInfo(
         id=dataset_id,
+        role=_DATASET_ROLE[dataset_id],
         title=title or str(kind["title"]),
         description=description,
         variables=kind["variables"],  # type: ignore[arg-type]

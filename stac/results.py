@@ -1,0 +1,254 @@
+"""Job results as STAC: one ``<twin>-results`` collection per twin, an item per result.
+
+A worker publishes each result as it finishes (:func:`result_publisher`): the item is
+stored beside the result in the datacube store (so a catalogue rebuild keeps it),
+added to the static catalogue, and loaded into the running STAC API's backend — the
+embedded index is rebuilt and swapped (a running server reopens it on its next
+request), pgstac gets an upsert — so both serve the new result without a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from shapely.geometry import box, mapping
+
+from twinmesh.core.engine import Engine
+from twinmesh.core.jobs import Job
+from twinmesh.core.results import OutputKind, Result, jsonable
+from twinmesh.core.settings import Settings
+from twinmesh.core.store import DatacubeStore
+from twinmesh.core.twin import Twin
+from twinmesh.core.worker import Publisher, StoredResult
+from twinmesh.stac.validate import validate_object
+
+__all__ = [
+    "results_collection_id",
+    "result_item",
+    "results_collection",
+    "stored_result_items",
+    "catalog_lock",
+    "result_publisher",
+]
+
+_STAC_VERSION = "1.1.0"
+_XARRAY_EXT = "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json"
+_ITEM_FILE = "item.json"
+
+
+def results_collection_id(twin_id: str) -> str:
+    return f"{twin_id}-results"
+
+
+def _iso(value: Any) -> str:
+    return pd.Timestamp(value).tz_localize(None).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _time_range(result: Result, job: Job) -> tuple[str, str]:
+    if result.kind is OutputKind.COVERAGE and "t" in result.data.dims:
+        t = result.data["t"].values
+        if t.size:
+            return _iso(np.min(t)), _iso(np.max(t))
+    if result.kind is OutputKind.FEATURES and result.data.get("features"):
+        props = result.data["features"][0]["properties"]
+        if "valid_from" in props and "valid_to" in props:
+            return _iso(props["valid_from"]), _iso(props["valid_to"])
+    created = _iso(job.created)
+    return created, created
+
+
+def result_item(twin: Twin, job: Job, result: Result, stored: StoredResult) -> dict[str, Any]:
+    """The STAC item of one job's result (valid against the core item schema)."""
+    start, end = _time_range(result, job)
+    asset: dict[str, Any] = {
+        "href": stored.url,
+        "type": stored.media_type,
+        "title": f"{job.capability} result ({stored.format})",
+        "roles": ["data"],
+    }
+    extensions = []
+    if stored.format == "zarr":
+        asset["xarray:open_kwargs"] = {
+            "engine": "zarr",
+            "consolidated": False,
+            "zarr_format": 3,
+            "chunks": {},
+        }
+        extensions.append(_XARRAY_EXT)
+    cid = results_collection_id(twin.id)
+    return {
+        "type": "Feature",
+        "stac_version": _STAC_VERSION,
+        "stac_extensions": extensions,
+        "id": job.id,
+        "collection": cid,
+        "geometry": jsonable(mapping(box(*twin.bbox))),
+        "bbox": list(twin.bbox),
+        "properties": {
+            "title": f"{twin.title}: {job.capability} ({job.id[:8]})",
+            "datetime": start,
+            "start_datetime": start,
+            "end_datetime": end,
+            "created": _iso(job.created),
+            "twinmesh:twin": twin.id,
+            "twinmesh:job": job.id,
+            "twinmesh:capability": job.capability,
+            "twinmesh:kind": stored.kind,
+            "twinmesh:model_version": stored.model_version,
+            "twinmesh:forcing_mode": stored.forcing_mode,
+            "twinmesh:inputs": jsonable(job.inputs),
+            "twinmesh:generated": True,
+        },
+        "links": [],
+        "assets": {"result": asset},
+    }
+
+
+def results_collection(twin: Twin, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The collection document holding a twin's results (items linked by the caller)."""
+    starts = sorted(i["properties"]["start_datetime"] for i in items) or [None]
+    ends = sorted(i["properties"]["end_datetime"] for i in items) or [None]
+    return {
+        "type": "Collection",
+        "stac_version": _STAC_VERSION,
+        "stac_extensions": [],
+        "id": results_collection_id(twin.id),
+        "title": f"{twin.title}: computed results",
+        "description": (
+            "Results of the twin's capabilities computed as jobs (simulations, forecasts, "
+            "warnings, subsets), one item per job, each naming the model version and "
+            "forcing that made it. Generated data."
+        ),
+        "license": twin.license,
+        "keywords": sorted({*twin.keywords, "results", "generated"}),
+        "extent": {
+            "spatial": {"bbox": [list(twin.bbox)]},
+            "temporal": {"interval": [[starts[0], ends[-1]]]},
+        },
+        "twinmesh:twin": twin.id,
+        "twinmesh:generated": True,
+        "links": [],
+    }
+
+
+def stored_result_items(store: DatacubeStore, twin_id: str) -> list[dict[str, Any]]:
+    """Every result item kept in the store for ``twin_id`` (oldest job first)."""
+    pattern = f"{store.root}/{twin_id}/results/*/{_ITEM_FILE}"
+    items = []
+    for path in sorted(store.fs.glob(pattern)):
+        with store.fs.open(path, "rb") as fh:
+            items.append(json.loads(fh.read()))
+    items.sort(key=lambda i: (i["properties"].get("created", ""), i["id"]))
+    return items
+
+
+@contextlib.contextmanager
+def catalog_lock(catalog_dir: Path) -> Iterator[None]:
+    """One writer of the static catalogue at a time, across processes."""
+    catalog_dir = Path(catalog_dir)
+    catalog_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(catalog_dir.parent / f".{catalog_dir.name}.lock", "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(doc, indent=2))
+    os.replace(tmp, path)
+
+
+def _add_to_static_catalog(catalog_dir: Path, twin: Twin, item: dict[str, Any]) -> None:
+    """Add ``item`` (and its collection, if new) to the static catalogue in place."""
+    cid = item["collection"]
+    catalog_path = catalog_dir / "catalog.json"
+    collection_path = catalog_dir / cid / "collection.json"
+    item_path = catalog_dir / cid / item["id"] / f"{item['id']}.json"
+    _write_json(
+        item_path,
+        {
+            **item,
+            "links": [
+                {"rel": "root", "href": "../../catalog.json", "type": "application/json"},
+                {"rel": "collection", "href": "../collection.json", "type": "application/json"},
+                {"rel": "parent", "href": "../collection.json", "type": "application/json"},
+            ],
+        },
+    )
+    if collection_path.is_file():
+        collection = json.loads(collection_path.read_text())
+    else:
+        collection = results_collection(twin, [])
+        collection["links"] = [
+            {"rel": "root", "href": "../catalog.json", "type": "application/json"},
+            {"rel": "parent", "href": "../catalog.json", "type": "application/json"},
+        ]
+    href = f"./{item['id']}/{item['id']}.json"
+    if not any(link.get("href") == href for link in collection["links"]):
+        collection["links"].append({"rel": "item", "href": href, "type": "application/geo+json"})
+    interval = collection["extent"]["temporal"]["interval"][0]
+    start, end = item["properties"]["start_datetime"], item["properties"]["end_datetime"]
+    interval[0] = min(filter(None, [interval[0], start]))
+    interval[1] = max(filter(None, [interval[1], end]))
+    _write_json(collection_path, collection)
+    catalog = json.loads(catalog_path.read_text())
+    child = f"./{cid}/collection.json"
+    if not any(link.get("href") == child for link in catalog["links"]):
+        catalog["links"].append({"rel": "child", "href": child, "type": "application/json"})
+        _write_json(catalog_path, catalog)
+
+
+def _refresh_backend(settings: Settings, collection_id: str) -> None:
+    """Make the running STAC API serve the catalogue as it now is."""
+    if settings.stac.backend == "pgstac":
+        from twinmesh.stac.api.pgstac import upsert_from_catalog
+
+        upsert_from_catalog(settings.stac.pgstac_dsn or "", settings.catalog_dir, collection_id)
+        return
+    from twinmesh.stac.api.app import embedded_index_path
+    from twinmesh.stac.api.embedded import load_catalog_embedded
+
+    load_catalog_embedded(embedded_index_path(settings), settings.catalog_dir)
+
+
+def result_publisher(settings: Settings) -> Publisher:
+    """The worker's publisher of results to the STAC results collection."""
+
+    def publish(engine: Engine, job: Job, result: Result, stored: StoredResult) -> dict[str, Any]:
+        twin = engine.twin(job.twin)
+        item = result_item(twin, job, result, stored)
+        collection_link = {"rel": "collection", "href": "../collection.json"}
+        validate_object({**item, "links": [collection_link]})
+        store = engine.store
+        path = f"{store.root}/{job.twin}/results/{job.id}/{_ITEM_FILE}"
+        store.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with store.fs.open(path, "wb") as fh:
+            fh.write(json.dumps(item, indent=2).encode())
+        catalog_dir = settings.catalog_dir
+        if not (catalog_dir / "catalog.json").is_file():
+            from twinmesh.stac.catalog import build_catalog
+
+            build_catalog(store, catalog_dir)  # includes the item just stored
+        with catalog_lock(catalog_dir):
+            _add_to_static_catalog(catalog_dir, twin, item)
+            _refresh_backend(settings, item["collection"])
+        return {
+            "stac_collection": item["collection"],
+            "stac_item": item["id"],
+            "published": datetime.now(UTC).isoformat(),
+        }
+
+    return publish
