@@ -7,6 +7,7 @@ catalogue replaces the old one only once it is complete and valid.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ import xstac
 from pystac.extensions.xarray_assets import XarrayAssetsExtension
 from shapely.geometry import box, mapping
 
+from twinmesh.core.models import ModelRegistry
 from twinmesh.core.store import DatacubeStore
 from twinmesh.core.twin import DatasetInfo, Twin
 from twinmesh.stac.validate import validate_catalog_dir
@@ -191,8 +193,12 @@ def dataset_stac(
     return collection, item
 
 
-def build_catalog(store: DatacubeStore, catalog_dir: Path) -> pystac.Catalog:
-    """Write the catalogue of every twin in the store to ``catalog_dir`` and validate it.
+def build_catalog(
+    store: DatacubeStore, catalog_dir: Path, registry: ModelRegistry | None = None
+) -> pystac.Catalog:
+    """Write the catalogue of every twin in the store to ``catalog_dir`` and validate it:
+    a collection per datacube, the twin's job results and, given the model registry,
+    its model versions (STAC MLM extension).
 
     The catalogue is written beside the old one and swapped in only once it is valid.
     """
@@ -207,13 +213,21 @@ def build_catalog(store: DatacubeStore, catalog_dir: Path) -> pystac.Catalog:
     # Held for the whole build: a worker publishing a result meanwhile waits, so its
     # item is either in what this build read from the store or added after the swap.
     with catalog_lock(catalog_dir):
-        _build_into(catalog, store, catalog_dir)
+        _build_into(catalog, store, catalog_dir, registry)
     catalog.normalize_hrefs(str(catalog_dir))
     return catalog
 
 
-def _build_into(catalog: pystac.Catalog, store: DatacubeStore, catalog_dir: Path) -> None:
+def _build_into(
+    catalog: pystac.Catalog,
+    store: DatacubeStore,
+    catalog_dir: Path,
+    registry: ModelRegistry | None,
+) -> None:
+    from twinmesh.stac.models import MODEL_ASSET_KEY, model_collection, parameters_document
     from twinmesh.stac.results import results_collection, stored_result_items
+
+    parameter_files: list[tuple[pystac.Item, dict[str, Any]]] = []
 
     for twin_id in store.twin_ids():
         twin = store.read_twin(twin_id)
@@ -229,12 +243,26 @@ def _build_into(catalog: pystac.Catalog, store: DatacubeStore, catalog_dir: Path
             for doc in results:
                 collection.add_item(pystac.Item.from_dict({**doc, "links": []}))
             catalog.add_child(collection)
+        versions = registry.versions(twin.id) if registry is not None else []
+        if versions:
+            assert registry is not None
+            models = model_collection(twin, versions, current=registry.current_version(twin.id))
+            by_id = {item.id: item for item in models.get_items()}
+            for version in versions:
+                for item in by_id.values():
+                    if item.properties.get("twinmesh:version") == version.version:
+                        parameter_files.append((item, parameters_document(version)))
+            catalog.add_child(models)
 
     catalog_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".catalog-", dir=catalog_dir.parent))
     try:
         catalog.normalize_hrefs(str(staging))
         catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+        for item, document in parameter_files:  # the model assets, beside their items
+            href = item.assets[MODEL_ASSET_KEY].get_absolute_href()
+            assert href is not None
+            Path(href).write_text(json.dumps(document, indent=2))
         validate_catalog_dir(staging)
         old = None
         if catalog_dir.exists():

@@ -38,6 +38,7 @@ __all__ = [
     "stored_result_items",
     "catalog_lock",
     "result_publisher",
+    "publish_catalog",
 ]
 
 _STAC_VERSION = "1.1.0"
@@ -213,6 +214,9 @@ def _add_to_static_catalog(catalog_dir: Path, twin: Twin, item: dict[str, Any]) 
 
 def _refresh_backend(settings: Settings, collection_id: str) -> None:
     """Make the running STAC API serve the catalogue as it now is."""
+    from twinmesh.stac.api import stac_fastapi_defaults
+
+    stac_fastapi_defaults()
     if settings.stac.backend == "pgstac":
         from twinmesh.stac.api.pgstac import upsert_from_catalog
 
@@ -222,6 +226,33 @@ def _refresh_backend(settings: Settings, collection_id: str) -> None:
     from twinmesh.stac.api.embedded import load_catalog_embedded
 
     load_catalog_embedded(embedded_index_path(settings), settings.catalog_dir)
+
+
+def publish_catalog(settings: Settings, engine: Engine) -> int:
+    """Rebuild the static catalogue (datacubes, results, models) and load it into the
+    STAC API's backend, so a running server serves it at once; returns the number of
+    collections. Used after the model registry changes and by ``twinmesh catalog build``."""
+    from twinmesh.stac.api import stac_fastapi_defaults
+    from twinmesh.stac.catalog import build_catalog
+
+    stac_fastapi_defaults()
+    for twin_id in engine.store.twin_ids():
+        twin = engine.twin(twin_id)
+        if twin.models:
+            engine.model(twin)  # registers the twin document's models on first use
+    catalog = build_catalog(engine.store, settings.catalog_dir, engine.models)
+    with catalog_lock(settings.catalog_dir):
+        if settings.stac.backend == "pgstac":
+            if settings.stac.pgstac_dsn:
+                from twinmesh.stac.api.pgstac import load_catalog_pgstac
+
+                load_catalog_pgstac(settings.stac.pgstac_dsn, settings.catalog_dir)
+        else:
+            from twinmesh.stac.api.app import embedded_index_path
+            from twinmesh.stac.api.embedded import load_catalog_embedded
+
+            load_catalog_embedded(embedded_index_path(settings), settings.catalog_dir)
+    return len(list(catalog.get_children()))
 
 
 def result_publisher(settings: Settings) -> Publisher:

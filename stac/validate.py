@@ -100,6 +100,13 @@ def validate_object(obj: dict[str, Any]) -> None:
         except NoSuchResource as exc:
             errors.append(f"{where}: schema {uri} refers to {exc.ref}, not available offline")
             continue
+        except Exception as exc:  # jsonschema wraps NoSuchResource in a private class
+            ref = getattr(getattr(exc, "_wrapped", exc), "ref", None)
+            if ref is None and not isinstance(exc.__cause__, NoSuchResource):
+                raise
+            ref = ref or getattr(exc.__cause__, "ref", "?")
+            errors.append(f"{where}: schema {uri} refers to {ref}, not available offline")
+            continue
         for err in found:
             leaf = _deepest(err)
             path = "/".join(str(p) for p in leaf.absolute_path) or "(root)"
@@ -107,6 +114,13 @@ def validate_object(obj: dict[str, Any]) -> None:
             errors.append(f"{where}: {path}: {message} [{uri}]")
     if errors:
         raise StacValidationError(errors)
+
+
+_STAC_TYPES = frozenset({"Feature", "Collection", "Catalog"})
+
+
+def _is_stac(doc: Any) -> bool:
+    return isinstance(doc, dict) and ("stac_version" in doc or doc.get("type") in _STAC_TYPES)
 
 
 def validate_catalog_dir(catalog_dir: Path) -> int:
@@ -120,11 +134,14 @@ def validate_catalog_dir(catalog_dir: Path) -> int:
     errors: list[str] = []
     for path in paths:
         try:
-            validate_object(json.loads(path.read_text()))
+            doc = json.loads(path.read_text())
+            if not _is_stac(doc):
+                continue  # an asset stored beside the documents (e.g. model parameters)
+            validate_object(doc)
         except StacValidationError as exc:
             errors.extend(f"{path.relative_to(catalog_dir)}: {e}" for e in exc.errors)
         except json.JSONDecodeError as exc:
             errors.append(f"{path.relative_to(catalog_dir)}: not JSON: {exc}")
     if errors:
         raise StacValidationError(errors)
-    return len(paths)
+    return sum(1 for p in paths if _is_stac(json.loads(p.read_text())))

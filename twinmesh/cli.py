@@ -144,7 +144,6 @@ def init_demo(
 ) -> list[str]:
     """Build the demo twins and the catalogue unless they are current; return those built."""
     from twinmesh.core.twins import twin_builders
-    from twinmesh.stac.catalog import build_catalog
 
     store = _store(settings)
     reps = repetitions or settings.calibration_repetitions
@@ -166,8 +165,14 @@ def init_demo(
             twin = store.read_twin(demo.id)
             console.print(f"Demo twin [bold]{demo.id}[/] is up to date.")
         _print_skill(twin)
-    catalog = build_catalog(store, settings.catalog_dir)
-    n = len(list(catalog.get_all_collections()))
+    from twinmesh.core.engine import Engine
+    from twinmesh.stac.results import publish_catalog
+
+    engine = Engine(settings, store=store)
+    try:
+        n = publish_catalog(settings, engine)
+    finally:
+        engine.close()
     console.print(f"Catalogue: {n} collections, valid, at {settings.catalog_dir}")
     return built
 
@@ -419,7 +424,11 @@ def models_approve(
     reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "",
 ) -> None:
     """Approve a version and make it current (atomically)."""
-    m = _engine(ctx).models.approve(twin, version, reason=reason)
+    from twinmesh.stac.results import publish_catalog
+
+    engine = _engine(ctx)
+    m = engine.models.approve(twin, version, reason=reason)
+    publish_catalog(_settings(ctx), engine)
     console.print(f"{twin}: current model is now version {m.version} ({m.kind})")
 
 
@@ -430,7 +439,11 @@ def models_rollback(
     reason: Annotated[str, typer.Option(help="Why (kept in the history).")] = "",
 ) -> None:
     """Switch current back to the version it pointed at before the last switch."""
-    m = _engine(ctx).models.roll_back(twin, reason=reason)
+    from twinmesh.stac.results import publish_catalog
+
+    engine = _engine(ctx)
+    m = engine.models.roll_back(twin, reason=reason)
+    publish_catalog(_settings(ctx), engine)
     console.print(f"{twin}: current model is back to version {m.version} ({m.kind})")
 
 
@@ -485,14 +498,13 @@ def events_tail(
 # -- catalogue -------------------------------------------------------------------------
 @catalog_app.command("build")
 def catalog_build(ctx: typer.Context) -> None:
-    """Rebuild the static STAC catalogue from the store (idempotent)."""
-    from twinmesh.stac.catalog import build_catalog
+    """Rebuild the static STAC catalogue from the store and the model registry
+    (idempotent), and load it into the STAC API's backend."""
+    from twinmesh.stac.results import publish_catalog
 
     settings = _settings(ctx)
-    catalog = build_catalog(_store(settings), settings.catalog_dir)
-    console.print(
-        f"{len(list(catalog.get_all_collections()))} collections at {settings.catalog_dir}"
-    )
+    n = publish_catalog(settings, _engine(ctx))
+    console.print(f"{n} collections at {settings.catalog_dir}")
 
 
 @catalog_app.command("validate")
@@ -538,15 +550,9 @@ def serve_stac(
 
     Try: curl 'http://127.0.0.1:8081/search?collections=fulda-forcing&datetime=1985-06-01'
     """
-    # stac-fastapi builds its own settings object when imported and warns when its
-    # title/version are defaults; twinmesh sets its own on the app, so say so early.
-    for key, value in {
-        "STAC_FASTAPI_TITLE": "twinmesh STAC API",
-        "STAC_FASTAPI_DESCRIPTION": "Datacubes of the twinmesh digital twins",
-        "STAC_FASTAPI_LANDING_ID": "twinmesh",
-        "STAC_FASTAPI_VERSION": "1.0.0",
-    }.items():
-        os.environ.setdefault(key, value)
+    from twinmesh.stac.api import stac_fastapi_defaults
+
+    stac_fastapi_defaults()
     from twinmesh.stac.api.app import serve
 
     settings = _settings(ctx)
