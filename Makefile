@@ -14,7 +14,7 @@ lint:
 	scripts/bootstrap
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy
+	scripts/mypy
 
 bench:
 	scripts/bootstrap

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -119,7 +119,7 @@ def dataset_stac(
             round(float(ds["y"].max()) + dy, 6),
         ]
     providers = [
-        pystac.Provider(name=p.name, roles=p.roles, url=p.url, description=p.description)
+        pystac.Provider(name=p.name, roles=cast(Any, p.roles), url=p.url, description=p.description)
         for p in info.providers
     ]
     open_kwargs = {"engine": "zarr", "consolidated": False, "zarr_format": 3, "chunks": {}}
@@ -177,10 +177,10 @@ def dataset_stac(
         asset = _asset(href, info)
         obj.add_asset("zarr", asset)
         ext = XarrayAssetsExtension.ext(asset, add_if_missing=True)
-        ext.open_kwargs = open_kwargs
+        ext.open_kwargs = open_kwargs  # type: ignore[attr-defined]
         public = public_storage_options(store.storage_options)
         if public:
-            ext.storage_options = _jsonable(public)
+            ext.storage_options = _jsonable(public)  # type: ignore[attr-defined]
         obj.add_link(
             pystac.Link(
                 rel="license",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pystac
 from pystac.extensions.mlm import (
@@ -233,11 +233,13 @@ def model_collection(
             "skill and provenance. `twinmesh:current` marks the version the twin runs."
         ),
         extent=pystac.Extent(
-            pystac.SpatialExtent([list(twin.bbox)]), pystac.TemporalExtent([interval])
+            pystac.SpatialExtent([list(twin.bbox)]), pystac.TemporalExtent([cast(Any, interval)])
         ),
         license=twin.license,
         providers=[
-            pystac.Provider(name=p.name, roles=p.roles, url=p.url, description=p.description)
+            pystac.Provider(
+                name=p.name, roles=cast(Any, p.roles), url=p.url, description=p.description
+            )
             for p in twin.providers
         ],
         keywords=sorted({"model", "hydrology", *twin.keywords}),

@@ -52,7 +52,7 @@ def _schemas() -> dict[str, dict[str, Any]]:
 def _retrieve(uri: str) -> Resource:
     schema = _schemas().get(uri.rstrip("#"))
     if schema is None:
-        raise NoSuchResource(ref=uri)
+        raise NoSuchResource(ref=uri)  # type: ignore[call-arg]
     return Resource.from_contents(schema, default_specification=DRAFT7)
 
 

@@ -1167,7 +1167,7 @@ class EmbeddedCoreClient(BaseCoreClient):
         }
 
     # -- BaseCoreClient -----------------------------------------------------------
-    def all_collections(self, request: Request, **kwargs: Any) -> dict[str, Any]:
+    def all_collections(self, request: Request, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
         base = self._base(request)
         collections = [self._present_collection(base, c) for c in self.index.collections()]
         return {
@@ -1181,13 +1181,13 @@ class EmbeddedCoreClient(BaseCoreClient):
             "numberReturned": len(collections),
         }
 
-    def get_collection(self, collection_id: str, request: Request, **kwargs: Any) -> dict:
+    def get_collection(self, collection_id: str, request: Request, **kwargs: Any) -> dict:  # type: ignore[override]
         collection = self.index.collection(collection_id)
         if collection is None:
             raise NotFoundError(f"Collection {collection_id!r} does not exist.")
         return self._present_collection(self._base(request), collection)
 
-    def get_item(self, item_id: str, collection_id: str, request: Request, **kwargs: Any) -> dict:
+    def get_item(self, item_id: str, collection_id: str, request: Request, **kwargs: Any) -> dict:  # type: ignore[override]
         if self.index.collection(collection_id) is None:
             raise NotFoundError(f"Collection {collection_id!r} does not exist.")
         item = self.index.item(collection_id, item_id)
@@ -1195,7 +1195,7 @@ class EmbeddedCoreClient(BaseCoreClient):
             raise NotFoundError(f"Item {item_id!r} does not exist in collection {collection_id!r}.")
         return self._present_item(self._base(request), item)
 
-    def item_collection(
+    def item_collection(  # type: ignore[override]
         self,
         collection_id: str,
         request: Request,
@@ -1226,7 +1226,7 @@ class EmbeddedCoreClient(BaseCoreClient):
         ]
         return self._item_collection(request, query, None, links)
 
-    def get_search(
+    def get_search(  # type: ignore[override]
         self,
         request: Request,
         collections: list[str] | None = None,
@@ -1251,7 +1251,7 @@ class EmbeddedCoreClient(BaseCoreClient):
         )
         return self._item_collection(request, query, None, self._search_links(request))
 
-    def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> dict:
+    def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> dict:  # type: ignore[override]
         query = make_search_query(
             collections=search_request.collections,
             ids=search_request.ids,
@@ -1323,7 +1323,7 @@ def create_embedded_api(
         api_version=version,
         search_get_request_model=create_get_request_model(search_extensions),
         search_post_request_model=create_post_request_model(search_extensions),
-        items_get_request_model=create_request_model(
+        items_get_request_model=create_request_model(  # type: ignore[arg-type]
             "ItemCollectionUri",
             base_model=ItemCollectionUri,
             extensions=items_extensions,

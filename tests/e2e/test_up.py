@@ -38,10 +38,16 @@ def test_a_catalogue_client_walks_the_api(mesh) -> None:
     client = Client.open(mesh["url"])
     collections = {c.id for c in client.get_collections()}
     datasets = ("forcing", "discharge-observed", "discharge-reanalysis", "spi-3")
-    assert collections == {f"{twin}-{d}" for twin in ("fulda", "delaware") for d in datasets}
-    for cid in collections:
+    cubes = {f"{twin}-{d}" for twin in ("fulda", "delaware") for d in datasets}
+    models = {f"{twin}-models" for twin in ("fulda", "delaware")}
+    assert collections == cubes | models
+    for cid in cubes:
         items = list(client.get_collection(cid).get_items())
         assert [i.id for i in items] == [cid]
+    for twin in ("fulda", "delaware"):  # the registry's model versions, STAC MLM
+        (item,) = client.get_collection(f"{twin}-models").get_items()
+        assert item.id == f"{twin}-gr4j-v1" and item.properties["twinmesh:current"] is True
+        assert item.properties["mlm:architecture"]
 
 
 def test_search_by_bbox_datetime_collection_then_open_the_zarr(mesh) -> None:

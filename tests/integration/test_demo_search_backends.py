@@ -35,6 +35,8 @@ def demo_api(request: pytest.FixtureRequest, demo_settings: Settings) -> Iterato
 
 
 def _ids(client: Client, **search) -> set[str]:
+    # The datacubes' collections (the catalogue also holds models and job results).
+    search.setdefault("collections", sorted(FULDA | DELAWARE))
     return {item.id for item in client.search(**search).items()}
 
 

@@ -25,7 +25,7 @@ from stac_api_contract import (
 )
 
 from tests.helpers.postgres import PostgresUnavailable, TemporaryPostgres, find_postgres_bindir
-from twinmesh.core import postgres as postgres_module
+from tests.helpers import postgres as postgres_module
 from twinmesh.stac.api.pgstac import load_catalog_pgstac, postgres_settings_from_dsn
 
 pytestmark = pytest.mark.pgstac
