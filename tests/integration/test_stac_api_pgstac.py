@@ -24,8 +24,8 @@ from stac_api_contract import (
     running_stac_server,
 )
 
-from tests.helpers.postgres import PostgresUnavailable, TemporaryPostgres, find_postgres_bindir
 from tests.helpers import postgres as postgres_module
+from tests.helpers.postgres import PostgresUnavailable, TemporaryPostgres, find_postgres_bindir
 from twinmesh.stac.api.pgstac import load_catalog_pgstac, postgres_settings_from_dsn
 
 pytestmark = pytest.mark.pgstac
