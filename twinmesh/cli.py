@@ -478,6 +478,44 @@ def events_export(
     console.print(f"{n} events written to {path}")
 
 
+@events_app.command("ingest")
+def events_ingest(
+    ctx: typer.Context,
+    twin: Annotated[str, typer.Argument(help="Twin the observations belong to.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with a header: variable,location,time,value,units[,source]; "
+            "location is a region or gauge id of the twin, time ISO 8601 (UTC if naive)."
+        ),
+    ],
+) -> None:
+    """Store observations (gauge discharge, precipitation, ...) in the log, idempotently:
+    a row already stored is counted as a duplicate, a row that contradicts a stored one
+    is refused (and nothing of the file is stored)."""
+    import csv
+
+    from twinmesh.core.errors import InvalidParameter
+    from twinmesh.core.events import Observation
+
+    if not path.is_file():
+        raise typer.BadParameter(f"no such file: {path}", param_hint="PATH")
+    engine = _engine(ctx)
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    observations = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            observations.append(Observation(twin=twin, **row))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors()
+            )
+            raise InvalidParameter(f"{path} line {line}: {problems}") from None
+    report = engine.log.ingest_observations(engine.twin(twin), observations)
+    console.print(f"{report.stored} stored, {report.duplicates} duplicates ({len(rows)} rows)")
+
+
 @events_app.command("tail")
 def events_tail(
     ctx: typer.Context,
@@ -635,7 +673,9 @@ def up(
             f"Try:  curl '{stac}/search?collections=fulda-forcing&datetime=1985-06-01'\n"
             f'      {python} -c "from pystac_client import Client; '
             f"print([c.id for c in Client.open('{stac}').get_collections()])\"\n"
-            f"      {twinmesh} warnings fulda --issued 1984-02-01",
+            f"      {twinmesh} warnings fulda --issued 1984-02-01\n"
+            f"      {twinmesh} forecast fulda --members 50 --submit   "
+            f"# a job for the worker; then: {twinmesh} jobs list",
             soft_wrap=True,
             markup=False,
         )

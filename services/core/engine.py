@@ -141,11 +141,11 @@ class Engine:
         """Compute a capability now; issued warnings are recorded in the event log."""
         twin, cap, typed = self.check(twin_id, capability, inputs)
         result = cap.compute(self, twin, typed, progress)
-        if capability == "warnings":
+        if capability == "warnings" and result.data["features"]:
             self.log.record_warnings(
                 twin.id,
                 [f["properties"] for f in result.data["features"]],
-                model_version=str(result.model_version),
+                model_version=None if result.model_version is None else str(result.model_version),
                 job_id=job_id,
             )
         return result

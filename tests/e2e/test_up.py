@@ -3,7 +3,10 @@ catalogue client walks and searches it, Ctrl-C stops every process."""
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -83,11 +86,53 @@ def test_get_search_works_for_browsers_and_curl(mesh) -> None:
     assert "code" in bad.json() and "description" in bad.json()
 
 
+def test_a_submitted_job_is_run_by_the_meshs_worker_and_published(mesh) -> None:
+    cli = [sys.executable, "-m", "twinmesh.cli", "--data-dir", str(mesh["data_dir"])]
+    submit = subprocess.run(
+        [*cli, "warnings", "fulda", "--issued", "1987-06-01", "--members", "5", "--submit"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=mesh["data_dir"],
+    )
+    assert submit.returncode == 0, submit.stderr
+    job_id = submit.stdout.split()[1]
+    waited = subprocess.run(
+        [*cli, "jobs", "wait", job_id, "--timeout", "120"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=mesh["data_dir"],
+    )
+    assert waited.returncode == 0 and "successful" in waited.stdout, waited.stdout
+    client = Client.open(mesh["url"])
+    (item,) = client.search(collections=["fulda-results"], ids=[job_id]).items()
+    assert item.properties["twinmesh:capability"] == "warnings"
+    features = (
+        httpx.get(item.assets["result"].href) if "://" in item.assets["result"].href else None
+    )
+    doc = (
+        features.json()
+        if features is not None
+        else json.loads(Path(item.assets["result"].href).read_text())
+    )
+    assert len(doc["features"]) == 5 and doc["properties"]["twinmesh:model_version"] == 1
+
+
 def test_ctrl_c_stops_every_process(mesh) -> None:
     proc = mesh["proc"]
+    children = [
+        int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    ]
+    assert len(children) == 2  # the STAC API and one worker
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "All services stopped" in out
+    for pid in children:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        )
     with pytest.raises(httpx.TransportError):
         httpx.get(mesh["url"], timeout=2)

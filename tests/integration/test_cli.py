@@ -86,3 +86,36 @@ def test_an_invalid_setting_is_one_clear_line(tmp_path) -> None:
     assert result.returncode == 2
     assert "invalid setting stac.port" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_observations_ingest_idempotently_and_export(demo_settings: Settings, tmp_path) -> None:
+    import pandas as pd
+
+    csv = tmp_path / "obs.csv"
+    csv.write_text(
+        "variable,location,time,value,units\n"
+        "discharge,upper-fulda,1988-01-01,12.5,m3 s-1\n"
+        "discharge,upper-fulda,1988-01-02,13.0,m3 s-1\n"
+    )
+    first = run("events", "ingest", "fulda", str(csv), settings=demo_settings)
+    assert first.returncode == 0 and "2 stored, 0 duplicates" in first.stdout, first.stderr
+    again = run("events", "ingest", "fulda", str(csv), settings=demo_settings)
+    assert "0 stored, 2 duplicates" in again.stdout
+    out = tmp_path / "window.parquet"
+    exported = run(
+        "events",
+        "export",
+        str(out),
+        "--kind",
+        "observation",
+        "--start",
+        "1988-01-02",
+        settings=demo_settings,
+    )
+    assert exported.returncode == 0, exported.stderr
+    frame = pd.read_parquet(out)
+    assert list(frame["region"]) == ["upper-fulda"] and "payload" in frame.columns
+    bad = tmp_path / "bad.csv"
+    bad.write_text("variable,location,time,value\ndischarge,upper-fulda,1988-01-01,1\n")
+    refused = run("events", "ingest", "fulda", str(bad), settings=demo_settings)
+    assert refused.returncode == 2 and "line 2: units" in refused.stderr
