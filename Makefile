@@ -19,3 +19,4 @@ lint:
 bench:
 	scripts/bootstrap
 	.venv/bin/python bench/stac_search.py
+	.venv/bin/python bench/jobs.py
