@@ -93,7 +93,7 @@ def test_results_encode_in_every_declared_format(demo_engine: Engine, tmp_path) 
     np.testing.assert_allclose(back["discharge_m3s"], coverage.data["discharge_m3s"])
     assert back.attrs["twinmesh_model_version"] == 1
     zarr_path = coverage.write(tmp_path / "sim.zarr")
-    assert xr.open_zarr(zarr_path)["discharge_m3s"].shape == (31, 5)
+    assert xr.open_zarr(zarr_path, consolidated=False)["discharge_m3s"].shape == (31, 5)
     features = demo_engine.run("fulda", "warnings", {"issued": "1987-06-01", "members": 5})
     doc = features.to_json()
     assert doc["type"] == "FeatureCollection" and len(doc["features"]) == 5
