@@ -277,13 +277,7 @@ class DatacubeStore:
         version = f"v{stamp}-{secrets.token_hex(3)}.zarr"
         target = f"{base}/{version}"
         self.fs.makedirs(base, exist_ok=True)
-        ds.to_zarr(
-            self._url(target),
-            mode="w-",
-            zarr_format=3,
-            consolidated=False,
-            storage_options=self.storage_options or None,
-        )
+        self.write_zarr_at(target, ds)
         previous = self._read_text(f"{base}/{_CURRENT}")
         if previous and previous != version:
             self._write_atomic(f"{base}/{_PREVIOUS}", previous.encode())
@@ -412,6 +406,16 @@ class DatacubeStore:
             "results",
             _check_id("job", job_id),
             _check_id("attempt", attempt),
+        )
+
+    def write_zarr_at(self, path: str, ds: xr.Dataset) -> None:
+        """Write ``ds`` as a new Zarr v3 store at ``path`` (refusing to overwrite one)."""
+        ds.to_zarr(
+            self._url(path),
+            mode="w-",
+            zarr_format=3,
+            consolidated=False,
+            storage_options=self.storage_options or None,
         )
 
     def url_of(self, path: str) -> str:

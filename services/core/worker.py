@@ -66,14 +66,7 @@ def write_result(engine: Engine, job: Job, result: Result) -> StoredResult:
     folder = store.result_path(job.twin, job.id, f"attempt-{job.attempts}-{secrets.token_hex(3)}")
     target = f"{folder}/result{fmt.suffix}"
     if fmt.directory:
-        data = result.cf_dataset()
-        data.to_zarr(
-            store.url_of(target),
-            mode="w-",
-            zarr_format=3,
-            consolidated=False,
-            storage_options=store.storage_options or None,
-        )
+        store.write_zarr_at(target, result.cf_dataset())
     else:
         store.fs.makedirs(folder, exist_ok=True)
         with store.fs.open(target, "wb") as fh:

@@ -59,16 +59,18 @@ _FACTOR = Field(
     json_schema_extra=units("1"),
 )
 
+_MODEL_VERSION = Field(
+    default="current",
+    description="Model version (a number) or alias to run (default: the approved current).",
+)
+
 
 class SimulateInputs(CapabilityInputs):
     start: date = Field(description="First day simulated (ISO 8601).", examples=["1985-01-01"])
     end: date = Field(description="Last day simulated (ISO 8601).", examples=["1985-12-31"])
     precipitation_factor: float = _FACTOR
     regions: list[str] | None = _REGION_IDS
-    model_version: int | str = Field(
-        default="current",
-        description="Model version (a number) or alias to run (default: the approved current).",
-    )
+    model_version: int | str = _MODEL_VERSION
 
 
 class ForecastInputs(CapabilityInputs):
@@ -97,10 +99,7 @@ class ForecastInputs(CapabilityInputs):
         default=0, ge=0, le=2**32 - 1, description="Seed of the ensemble perturbations."
     )
     regions: list[str] | None = _REGION_IDS
-    model_version: int | str = Field(
-        default="current",
-        description="Model version (a number) or alias to run (default: the approved current).",
-    )
+    model_version: int | str = _MODEL_VERSION
 
 
 @dataclass(frozen=True)
