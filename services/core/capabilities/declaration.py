@@ -253,10 +253,15 @@ class Capability:
         for name, schema in self.parameter_schemas().items():
             required = schema.pop("x-required")
             description = schema.pop("description", name)
-            entry: dict[str, Any] = {"name": name, "description": description, "schema": schema}
+            default = schema.pop("default", None)
+            entry: dict[str, Any] = {
+                "name": name,
+                "description": description,
+                "schema": _openeo_schema(schema),
+            }
             if not required:
                 entry["optional"] = True
-                entry["default"] = schema.get("default")
+                entry["default"] = default
             params.append(entry)
         returns_schema = (
             {"type": "object", "subtype": "datacube"}
@@ -279,6 +284,26 @@ class Capability:
 
     def cli_fields(self) -> dict[str, FieldInfo]:
         return dict(self.inputs.model_fields)
+
+
+def _openeo_schema(schema: dict[str, Any]) -> dict[str, Any] | list[dict[str, Any]]:
+    """openEO's form of a parameter schema: alternatives as a list of schemas (not
+    ``anyOf``), dates with ``subtype: date``, no titles."""
+    schema = {k: v for k, v in schema.items() if k not in ("title", "examples")}
+    if "anyOf" in schema:
+        rest = {k: v for k, v in schema.items() if k != "anyOf"}
+        return [
+            {**rest, **alternative}
+            for part in schema["anyOf"]
+            for alternative in _as_list(_openeo_schema(part))
+        ]
+    if schema.get("format") == "date":
+        schema["subtype"] = "date"
+    return schema
+
+
+def _as_list(schema: dict[str, Any] | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return schema if isinstance(schema, list) else [schema]
 
 
 def _inline(schema: Any, defs: dict[str, Any]) -> Any:
