@@ -204,20 +204,50 @@ class JobStore:
         return job.result
 
     # -- workers ---------------------------------------------------------------------------
-    def claim(self, worker: str, lease_seconds: float) -> Job | None:
-        """Take the oldest queued job, or one whose lease expired, for ``worker``."""
+    def claim(self, worker: str, lease_seconds: float, *, max_attempts: int = 3) -> Job | None:
+        """Take the oldest queued job, or one whose lease expired, for ``worker``.
+
+        A job whose lease expired ``max_attempts`` times (its workers died each time,
+        e.g. killed for memory) is failed instead: handing it on would kill the next
+        worker too."""
         now = time.time()
         claimable = or_(
             jobs.c.status == JobStatus.ACCEPTED.value,
             and_(jobs.c.status == JobStatus.RUNNING.value, jobs.c.lease_until < now),
         )
-        pick = select(jobs.c.id).where(claimable).order_by(jobs.c.created, jobs.c.id).limit(1)
+        pick = (
+            select(jobs.c.id, jobs.c.status, jobs.c.attempts)
+            .where(claimable)
+            .order_by(jobs.c.created, jobs.c.id)
+            .limit(1)
+        )
         if self.db.is_postgres:
             pick = pick.with_for_update(skip_locked=True)
         with self.db.begin() as conn:
-            job_id = conn.execute(pick).scalar()
-            if job_id is None:
-                return None
+            while True:
+                row = conn.execute(pick).first()
+                if row is None:
+                    return None
+                job_id, status, attempts = row
+                if status != JobStatus.RUNNING.value or attempts < max_attempts:
+                    break
+                stamp = utcnow()
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id)
+                    .values(
+                        status=JobStatus.FAILED.value,
+                        message=f"its worker stopped answering {attempts} times",
+                        error={
+                            "code": "WorkerLost",
+                            "message": f"the job's worker stopped answering {attempts} times "
+                            "(killed, out of memory?); not retried again",
+                        },
+                        lease_until=None,
+                        updated=stamp,
+                        finished=stamp,
+                    )
+                )
             stamp = utcnow()
             conn.execute(
                 update(jobs)

@@ -50,6 +50,9 @@ class JobSettings(BaseModel):
     lease_seconds: float = Field(default=30.0, gt=0)
     #: Seconds an idle worker waits between looks for new jobs.
     poll_seconds: float = Field(default=0.5, gt=0)
+    #: A job whose worker died this many times (lease expired each time) is failed
+    #: instead of being handed to yet another worker (a job that kills its worker).
+    max_attempts: int = Field(default=3, ge=1, le=100)
     #: Worker processes `twinmesh up` starts.
     workers: int = Field(default=1, ge=0, le=64)
 

@@ -108,7 +108,11 @@ class Worker:
 
     def run_once(self) -> bool:
         """Claim and run one job; False when there was none."""
-        job = self.engine.jobs.claim(self.worker_id, self.lease_seconds)
+        job = self.engine.jobs.claim(
+            self.worker_id,
+            self.lease_seconds,
+            max_attempts=self.engine.settings.jobs.max_attempts,
+        )
         if job is None:
             return False
         self._run(job)

@@ -94,3 +94,16 @@ def test_list_filters_and_delete(store: JobStore) -> None:
     store.delete(a.id)
     with pytest.raises(UnknownJob):
         store.get(a.id)
+
+
+def test_a_job_whose_workers_keep_dying_is_failed_not_handed_on(store: JobStore) -> None:
+    job = store.submit("t", "forecast", {})
+    for attempt in (1, 2):
+        claimed = store.claim(f"w{attempt}", 0.05, max_attempts=2)
+        assert claimed is not None and claimed.attempts == attempt
+        time.sleep(0.1)  # the worker died: its lease runs out
+    later = store.submit("t", "simulate", {})
+    nxt = store.claim("w3", 30, max_attempts=2)
+    assert nxt is not None and nxt.id == later.id
+    lost = store.get(job.id)
+    assert lost.status is JobStatus.FAILED and lost.error["code"] == "WorkerLost"
