@@ -380,7 +380,8 @@ def jobs_wait(
             if job.status.finished or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-    console.print(f"job {job.id} {job.status.value}" + (f": {job.message}" if job.message else ""))
+    detail = f": {job.message}" if job.message and job.message != job.status.value else ""
+    console.print(f"job {job.id} {job.status.value}{detail}")
     if job.status.value != "successful":
         raise typer.Exit(1)
 
