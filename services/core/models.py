@@ -295,7 +295,7 @@ class ModelRegistry:
 
     def versions(self, twin_id: str) -> list[ModelVersion]:
         """Every version of the twin's model, oldest first ([] for an unknown twin)."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(
                 select(models_table)
                 .where(models_table.c.twin == twin_id)
@@ -305,18 +305,18 @@ class ModelRegistry:
 
     def current_version(self, twin_id: str) -> int | None:
         """The version ``current`` points to, or None while none is approved."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             return self._alias(conn, twin_id, CURRENT)
 
     def get(self, twin_id: str, version: int | str = CURRENT) -> ModelVersion:
         """One version: by number (``3`` or ``"3"``), or by alias (``"current"``)."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             number = self._resolve(conn, twin_id, version)
             return self._fetch(conn, twin_id, number)
 
     def history(self, twin_id: str) -> list[AliasSwitch]:
         """Every alias switch of the twin, oldest first."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(
                 select(alias_history)
                 .where(alias_history.c.twin == twin_id)
