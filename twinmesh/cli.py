@@ -507,7 +507,7 @@ def events_ingest(
     observations = []
     for line, row in enumerate(rows, start=2):
         try:
-            observations.append(Observation(twin=twin, **row))
+            observations.append(Observation.model_validate({**row, "twin": twin}))
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors()

@@ -138,16 +138,12 @@ class Engine:
         progress: Progress = no_progress,
         job_id: str | None = None,
     ) -> Result:
-        """Compute a capability now; issued warnings are recorded in the event log."""
+        """Compute a capability now, then let it record what it must (issued warnings go
+        to the event log)."""
         twin, cap, typed = self.check(twin_id, capability, inputs)
         result = cap.compute(self, twin, typed, progress)
-        if capability == "warnings" and result.data["features"]:
-            self.log.record_warnings(
-                twin.id,
-                [f["properties"] for f in result.data["features"]],
-                model_version=None if result.model_version is None else str(result.model_version),
-                job_id=job_id,
-            )
+        if cap.record is not None:
+            cap.record(self, result, job_id)
         return result
 
     def submit(

@@ -203,6 +203,9 @@ class Capability:
     compute: Callable[[Engine, Twin, Any, Progress], Result]
     estimate_bytes: Callable[[Engine, Twin, Any], int]
     keywords: tuple[str, ...] = field(default_factory=tuple)
+    #: What the engine does with every result it computes (e.g. record issued warnings
+    #: in the event log): ``record(engine, result, job_id)``.
+    record: Callable[[Engine, Result, str | None], None] | None = None
 
     # -- the checks ----------------------------------------------------------------------
     def validate(self, raw: Mapping[str, Any] | CapabilityInputs | None) -> CapabilityInputs:

@@ -266,6 +266,18 @@ def compute_warnings(
     )
 
 
+def record_issued_warnings(engine: Engine, result: Result, job_id: str | None) -> None:
+    """Every issued warning goes to the twin's event log (subscribers see it at once)."""
+    features = result.data["features"]
+    if features:
+        engine.log.record_warnings(
+            result.twin_id,
+            [f["properties"] for f in features],
+            model_version=None if result.model_version is None else str(result.model_version),
+            job_id=job_id,
+        )
+
+
 def _warnings_bytes(engine: Engine, twin: Twin, inputs: WarningsInputs) -> int:
     return forecast_bytes(engine, twin, inputs) + 4096 * len(twin.regions)
 
@@ -280,6 +292,7 @@ WARNINGS = Capability(
     compute=compute_warnings,
     estimate_bytes=_warnings_bytes,
     keywords=("early warning", "flood", "drought"),
+    record=record_issued_warnings,
 )
 
 
