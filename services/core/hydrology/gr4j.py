@@ -370,19 +370,28 @@ def _gr4j_kernel(precip, pet, x1, x2, x3, uh1, uh2, s0, r0, q1_0, q2_0):
     return q_out, ae_out, exch_out, perc_out, s_out, r_out, s_end, r_end, q1_end, q2_end
 
 
-def _prepare_forcing(precip_mm: np.ndarray, pet_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    precip = np.asarray(precip_mm, dtype=np.float64)
-    pet = np.asarray(pet_mm, dtype=np.float64)
-    if precip.ndim not in (1, 2):
+def broadcast_daily(
+    name: str, values: np.ndarray, other_name: str, other: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` as a float64 1-D (days) or 2-D (members x days) array and ``other``
+    broadcast to its shape (e.g. one PET series shared by every member)."""
+    arr = np.asarray(values, dtype=np.float64)
+    second = np.asarray(other, dtype=np.float64)
+    if arr.ndim not in (1, 2):
         raise ValueError(
-            f"precip_mm must be 1-D (days) or 2-D (members x days), got shape {precip.shape}"
+            f"{name} must be 1-D (days) or 2-D (members x days), got shape {arr.shape}"
         )
     try:
-        pet = np.broadcast_to(pet, precip.shape)
+        second = np.broadcast_to(second, arr.shape)
     except ValueError:
         raise ValueError(
-            f"pet_mm of shape {pet.shape} does not match precip_mm of shape {precip.shape}"
+            f"{other_name} of shape {second.shape} does not match {name} of shape {arr.shape}"
         ) from None
+    return arr, second
+
+
+def _prepare_forcing(precip_mm: np.ndarray, pet_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    precip, pet = broadcast_daily("precip_mm", precip_mm, "pet_mm", pet_mm)
     for name, arr in (("precip_mm", precip), ("pet_mm", pet)):
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or infinite values; fill gaps before running")
