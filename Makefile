@@ -20,3 +20,4 @@ bench:
 	scripts/bootstrap
 	.venv/bin/python bench/stac_search.py
 	.venv/bin/python bench/jobs.py
+	.venv/bin/python bench/verify.py

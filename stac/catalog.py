@@ -73,10 +73,23 @@ def public_storage_options(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in PUBLIC_STORAGE_OPTIONS}
 
 
+#: Time axes a datacube may have: ``t`` (valid time) or, for forecast forcing,
+#: ``issued`` (the forecast reference time, with a ``lead`` dimension beside it).
+TIME_DIMENSIONS = ("t", "issued")
+
+
+def time_dimension(ds: xr.Dataset) -> str:
+    """The cube's temporal dimension (see TIME_DIMENSIONS)."""
+    for name in TIME_DIMENSIONS:
+        if name in ds.dims:
+            return name
+    raise ValueError(f"a datacube needs one of the time dimensions {TIME_DIMENSIONS}")
+
+
 def _other_dimensions(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     dims = {}
     for name in ds.dims:
-        if name in ("t", "x", "y"):
+        if name in ("x", "y", time_dimension(ds)):
             continue
         values = ds[name].values.tolist() if name in ds.coords else list(range(ds.sizes[name]))
         dims[str(name)] = {
@@ -106,7 +119,8 @@ def dataset_stac(
     ds = store.open(twin.id, info.id)
     href = store.dataset_url(twin.id, info.id)
     cid = collection_id(twin.id, info.id)
-    start, end = _utc(ds["t"].values[0]), _utc(ds["t"].values[-1])
+    tdim = time_dimension(ds)
+    start, end = _utc(ds[tdim].values[0]), _utc(ds[tdim].values[-1])
     spatial = "x" in ds.dims and "y" in ds.dims
     bbox = list(twin.bbox)
     if spatial:
@@ -152,7 +166,7 @@ def dataset_stac(
     )
     dims = _other_dimensions(ds)
     kwargs: dict[str, Any] = {
-        "temporal_dimension": "t",
+        "temporal_dimension": tdim,
         "x_dimension": "x" if spatial else False,
         "y_dimension": "y" if spatial else False,
         "validate": False,

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from shapely.geometry import box, mapping
 
+from twinmesh.core.capabilities.hydrology import is_perfect_forecast
 from twinmesh.core.engine import Engine
 from twinmesh.core.jobs import Job
 from twinmesh.core.results import OutputKind, Result, jsonable
@@ -33,6 +34,7 @@ from twinmesh.stac.validate import validate_object
 
 __all__ = [
     "results_collection_id",
+    "result_label",
     "result_item",
     "results_collection",
     "stored_result_items",
@@ -59,6 +61,9 @@ def _time_range(result: Result, job: Job) -> tuple[str, str]:
         t = result.data["t"].values
         if t.size:
             return _iso(np.min(t)), _iso(np.max(t))
+    period = result.data.get("period") if result.kind is OutputKind.RECORD else None
+    if isinstance(period, dict) and "start" in period and "end" in period:
+        return _iso(period["start"]), _iso(period["end"])
     if result.kind is OutputKind.FEATURES and result.data.get("features"):
         props = result.data["features"][0]["properties"]
         if "valid_from" in props and "valid_to" in props:
@@ -67,13 +72,25 @@ def _time_range(result: Result, job: Job) -> tuple[str, str]:
     return created, created
 
 
+#: What a result is called in its item's title, by capability.
+_LABELS = {"verify": "verification report (hindcast skill)"}
+
+
+def result_label(capability: str, forcing_mode: str | None) -> str:
+    """How an item names its result: a run on the observed future forcing is the
+    perfect-forecast reference, never a forecast or a warning."""
+    if is_perfect_forecast(forcing_mode):
+        return f"perfect-forecast reference run ({capability} inputs; not a forecast)"
+    return _LABELS.get(capability, capability)
+
+
 def result_item(twin: Twin, job: Job, result: Result, stored: StoredResult) -> dict[str, Any]:
     """The STAC item of one job's result (valid against the core item schema)."""
     start, end = _time_range(result, job)
     asset: dict[str, Any] = {
         "href": stored.url,
         "type": stored.media_type,
-        "title": f"{job.capability} result ({stored.format})",
+        "title": f"{result_label(job.capability, stored.forcing_mode)} ({stored.format})",
         "roles": ["data"],
     }
     extensions = []
@@ -95,7 +112,8 @@ def result_item(twin: Twin, job: Job, result: Result, stored: StoredResult) -> d
         "geometry": jsonable(mapping(box(*twin.bbox))),
         "bbox": list(twin.bbox),
         "properties": {
-            "title": f"{twin.title}: {job.capability} ({job.id[:8]})",
+            "title": f"{twin.title}: {result_label(job.capability, stored.forcing_mode)} "
+            f"({job.id[:8]})",
             "datetime": start,
             "start_datetime": start,
             "end_datetime": end,
@@ -106,6 +124,7 @@ def result_item(twin: Twin, job: Job, result: Result, stored: StoredResult) -> d
             "twinmesh:kind": stored.kind,
             "twinmesh:model_version": stored.model_version,
             "twinmesh:forcing_mode": stored.forcing_mode,
+            "twinmesh:perfect_forecast": is_perfect_forecast(stored.forcing_mode),
             "twinmesh:inputs": jsonable(job.inputs),
             "twinmesh:generated": True,
         },

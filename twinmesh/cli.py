@@ -170,6 +170,16 @@ def init_demo(
 
     engine = Engine(settings, store=store)
     try:
+        for twin_id in built:
+            # A rebuilt twin's new model becomes the current version (the old one stays
+            # in the registry: `twinmesh models rollback` brings it back).
+            adopted = engine.models.adopt_from_twin(
+                store.read_twin(twin_id), reason="rebuilt by `twinmesh demo init`"
+            )
+            if adopted is not None and adopted.version > 1:
+                console.print(
+                    f"{twin_id}: model version {adopted.version} ({adopted.kind}) is now current"
+                )
         n = publish_catalog(settings, engine)
     finally:
         engine.close()

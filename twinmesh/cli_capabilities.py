@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import time
 import typing
 from collections.abc import Callable
 from datetime import date
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from twinmesh.core.capabilities.declaration import Capability, declared_range, field_type
+from twinmesh.core.capabilities.hydrology import is_perfect_forecast
 from twinmesh.core.engine import Engine
 from twinmesh.core.results import OutputKind, Result
 
@@ -165,7 +167,10 @@ def _command(capability: Capability, render: Callable[..., None]) -> Callable[..
                 job = engine.submit(twin, capability.name, inputs)
                 console.print(f"job {job.id} {job.status.value}: {capability.name} on {twin}")
                 return
-            result = engine.run(twin, capability.name, inputs)
+            if capability.report:
+                result = _run_and_keep(engine, twin, capability, inputs)
+            else:
+                result = engine.run(twin, capability.name, inputs)
             render(result, output=output, fmt=fmt, as_json=as_json)
         finally:
             engine.close()
@@ -174,6 +179,67 @@ def _command(capability: Capability, render: Callable[..., None]) -> Callable[..
     command.__name__ = capability.name
     command.__doc__ = f"{capability.title}: {capability.description}"
     return command
+
+
+def _run_and_keep(
+    engine: Engine, twin: str, capability: Capability, inputs: dict[str, Any]
+) -> Result:
+    """Run a report capability as a job, here and now, so its result is stored and
+    published like any job's (a mesh worker may take it first: then wait for that)."""
+    from rich.progress import Progress
+
+    from twinmesh.core.errors import TwinmeshError
+    from twinmesh.core.jobs import JobStatus
+    from twinmesh.core.worker import Worker
+    from twinmesh.stac.results import result_publisher
+
+    job = engine.submit(twin, capability.name, inputs)
+    computed: dict[str, Result] = {}
+
+    def keep(engine_: Engine, job_: Any, result: Result, stored: Any) -> dict[str, Any]:
+        computed["result"] = result
+        return {}
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"{capability.name} {twin}", total=1.0)
+        worker = Worker(
+            engine,
+            publishers=[result_publisher(engine.settings), keep],
+            on_progress=lambda fraction, message: bar.update(
+                task, completed=fraction, description=f"{capability.name} {twin}: {message}"
+            ),
+        )
+        ran_here = worker.run_job(job.id)
+        done = engine.jobs.get(job.id)
+        while not done.status.finished:
+            bar.update(task, completed=done.progress, description=done.message or "queued")
+            time.sleep(0.5)
+            done = engine.jobs.get(job.id)
+    if done.status is not JobStatus.SUCCESSFUL:
+        error = done.error or {}
+        raise TwinmeshError(
+            f"job {job.id} {done.status.value}: {error.get('message', done.message)}"
+        )
+    record = engine.jobs.result(job.id)
+    if ran_here and "result" in computed:
+        result = computed["result"]
+    else:
+        with engine.store.fs.open(record["url"], "rb") as fh:  # fsspec strips the protocol
+            data = json.loads(fh.read())
+        result = Result(
+            OutputKind.RECORD,
+            capability.name,
+            twin,
+            data,
+            model_version=record.get("model_version"),
+            forcing_mode=record.get("forcing_mode"),
+            inputs=done.inputs,
+        )
+    console.print(
+        f"stored as job {job.id}: STAC item {record.get('stac_item', job.id)} in "
+        f"{record.get('stac_collection', twin + '-results')} ({record['url']})"
+    )
+    return result
 
 
 def _show(value: Any) -> str:
@@ -198,6 +264,9 @@ def render_result(result: Result, *, output: Path | None, fmt: str | None, as_js
     if result.kind is OutputKind.FEATURES and result.capability == "warnings":
         _warnings_table(result)
         return
+    if result.kind is OutputKind.RECORD and result.capability == "verify":
+        _verify_tables(result.data)
+        return
     console.print(result.data if result.kind is OutputKind.COVERAGE else result.to_json())
     console.print(
         f"model version {result.model_version}, forcing: {result.forcing_mode}"
@@ -215,6 +284,11 @@ def _warnings_table(result: Result) -> None:
         if first
         else f"{result.twin_id}: no region"
     )
+    if is_perfect_forecast(result.forcing_mode):
+        title = (
+            "PERFECT-FORECAST REFERENCE on the observed future forcing, not a forecast: "
+            + title
+        )
     table = Table(title=title)
     table.caption = (
         "2y/5y/20y: share of members above that return level (a level needs 30%); "
@@ -238,6 +312,65 @@ def _warnings_table(result: Result) -> None:
             spi,
         )
     console.print(table)
+
+
+#: Short names of the verified systems in the table (the report explains each).
+_SYSTEM_NAMES = {
+    "esp": "ESP",
+    "persistence": "persistence",
+    "perfect_forecast": "perfect-forecast bound",
+}
+
+
+def _score(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _verify_tables(report: dict[str, Any]) -> None:
+    """One table per gauged point: each forecast system's contingency and scores."""
+    period = report["period"]
+    console.print(
+        f"[bold]{report['twin_id']}[/]: flood warnings hindcast {period['start']}/"
+        f"{period['end']}, every issue day, lead {report['lead_days']} days, "
+        f"{report['return_period']}-year level, warning at >= "
+        f"{report['alert_probability']:.0%} of members (model version {report['model_version']})"
+    )
+    for point in report["points"]:
+        table = Table(
+            title=f"{point['region_id']} at gauge {point['gauge_id']}: {point['events']} "
+            f"event days of {point['issue_days']} issue days"
+        )
+        table.caption = (
+            f"event: observed >= {point['observed_threshold_m3s']:.1f} m3/s "
+            f"({point['observed_threshold_source']}); model level "
+            f"{point['model_threshold_m3s']:.1f} m3/s ({point['model_threshold_source']}); "
+            f"BSS reference: climatological event frequency {point['climatology']:.3f} "
+            f"({point['climatology_source']})"
+        )
+        table.add_column("forecast", no_wrap=True)
+        for col in ("hits", "misses", "false alarms", "POD", "FAR", "CSI", "BSS"):
+            table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
+        for name, score in point["systems"].items():
+            table.add_row(
+                _SYSTEM_NAMES.get(name, name),
+                str(score["hits"]),
+                str(score["misses"]),
+                str(score["false_alarms"]),
+                _score(score["pod"]),
+                _score(score["far"]),
+                _score(score["csi"]),
+                _score(score["bss"]),
+            )
+        console.print(table)
+    for name, what in report["systems"].items():
+        console.print(f"{_SYSTEM_NAMES.get(name, name)}: {what}")
+    reasons: dict[str, list[str]] = {}
+    for skipped in report["not_verified"]:
+        reasons.setdefault(skipped["reason"], []).append(skipped["region_id"])
+    for reason, regions in reasons.items():
+        console.print(f"not verified ({', '.join(regions)}): {reason}")
+    for note in report.get("notes", []):
+        console.print(f"note: {note}")
 
 
 def add_capability_commands(app: typer.Typer) -> None:

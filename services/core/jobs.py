@@ -204,8 +204,16 @@ class JobStore:
         return job.result
 
     # -- workers ---------------------------------------------------------------------------
-    def claim(self, worker: str, lease_seconds: float, *, max_attempts: int = 3) -> Job | None:
-        """Take the oldest queued job, or one whose lease expired, for ``worker``.
+    def claim(
+        self,
+        worker: str,
+        lease_seconds: float,
+        *,
+        max_attempts: int = 3,
+        job_id: str | None = None,
+    ) -> Job | None:
+        """Take the oldest queued job, or one whose lease expired, for ``worker``
+        (only the job ``job_id`` when given: a client running its own job in place).
 
         A job whose lease expired ``max_attempts`` times (its workers died each time,
         e.g. killed for memory) is failed instead: handing it on would kill the next
@@ -221,6 +229,8 @@ class JobStore:
             .order_by(jobs.c.created, jobs.c.id)
             .limit(1)
         )
+        if job_id is not None:
+            pick = pick.where(jobs.c.id == job_id)
         if self.db.is_postgres:
             pick = pick.with_for_update(skip_locked=True)
         with self.db.begin() as conn:

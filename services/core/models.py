@@ -409,6 +409,34 @@ class ModelRegistry:
             )
             return seeded
 
+    def adopt_from_twin(self, twin: Twin, *, reason: str) -> ModelVersion | None:
+        """After a twin was rebuilt: register its document's first model as a new version
+        and approve it, unless the current version already is that model (same kind and
+        parameters). A twin without registered versions is seeded instead. Returns the
+        new current version, or None when nothing changed."""
+        if not twin.models:
+            return None
+        info = twin.models[0]
+        with self._db.begin() as conn:
+            self._lock(conn, twin.id)
+            if not self._known_versions(conn, twin.id):
+                first = self._insert_model_info(conn, twin.id, info)
+                return self._approve(
+                    conn, twin.id, first.version, "registered from the twin document"
+                )
+            current = self._alias(conn, twin.id, CURRENT)
+            if current is not None:
+                now = self._fetch(conn, twin.id, current)
+                same = (
+                    now.kind == info.kind
+                    and now.parameters == info.parameters
+                    and now.region_parameters == info.region_parameters
+                )
+                if same:
+                    return None
+            added = self._insert_model_info(conn, twin.id, info)
+            return self._approve(conn, twin.id, added.version, reason)
+
     # -- inside a transaction ----------------------------------------------------------
 
     def _lock(self, conn: Connection, twin_id: str) -> None:

@@ -10,15 +10,17 @@ import numpy as np
 
 from twinmesh.core.errors import InvalidParameter
 from twinmesh.core.hydrology.gr4j import GR4JParams, run_gr4j
+from twinmesh.core.hydrology.snow import CemaNeigeParams, run_gr4j_snow
 
 if TYPE_CHECKING:
     from twinmesh.core.models import ModelVersion
 
-__all__ = ["ModelRunner", "GR4JRunner", "RUNNERS", "runner_for"]
+__all__ = ["ModelRunner", "GR4JRunner", "GR4JCemaNeigeRunner", "RUNNERS", "runner_for"]
 
 
 class ModelRunner(Protocol):
-    """Daily runoff of one region from precipitation and PET (mm/day)."""
+    """Daily runoff of one region from precipitation, PET (mm/day) and air temperature
+    (degC; models with a snow routine need it)."""
 
     kind: str
 
@@ -29,6 +31,8 @@ class ModelRunner(Protocol):
         precipitation_mm: np.ndarray,
         pet_mm: np.ndarray,
         state: Any = None,
+        *,
+        temperature_c: np.ndarray | None = None,
     ) -> tuple[np.ndarray, Any]:
         """Runoff (mm/day; same shape as the forcing, members first if 2-D) and the
         model state after the last day, to start a forecast from."""
@@ -47,14 +51,55 @@ class GR4JRunner:
         precipitation_mm: np.ndarray,
         pet_mm: np.ndarray,
         state: Any = None,
+        *,
+        temperature_c: np.ndarray | None = None,
     ) -> tuple[np.ndarray, Any]:
-        p = model.parameters_for(region_id)
-        params = GR4JParams(p["x1_mm"], p["x2_mm"], p["x3_mm"], p["x4_days"])
-        q_mm, end_state = run_gr4j(precipitation_mm, pet_mm, params, state=state)
+        q_mm, end_state = run_gr4j(precipitation_mm, pet_mm, _gr4j_params(model, region_id), state)
         return np.asarray(q_mm), end_state
 
 
-RUNNERS: dict[str, ModelRunner] = {r.kind: r for r in [GR4JRunner()]}
+class GR4JCemaNeigeRunner:
+    """GR4J behind the CemaNeige snow routine (Valery et al. 2014, one elevation band):
+    the version's per-region parameters x1..x4, ctg, kf_mm_per_degc_day and the
+    catchment constant g_threshold_mm."""
+
+    kind = "gr4j-cemaneige"
+
+    def run(
+        self,
+        model: ModelVersion,
+        region_id: str,
+        precipitation_mm: np.ndarray,
+        pet_mm: np.ndarray,
+        state: Any = None,
+        *,
+        temperature_c: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, Any]:
+        if temperature_c is None:
+            raise InvalidParameter(
+                f"model {model.ref} has a snow routine and needs air temperature"
+            )
+        p = model.parameters_for(region_id)
+        snow = CemaNeigeParams(p["ctg"], p["kf_mm_per_degc_day"])
+        q_mm, end_state = run_gr4j_snow(
+            precipitation_mm,
+            temperature_c,
+            pet_mm,
+            _gr4j_params(model, region_id),
+            snow,
+            p["g_threshold_mm"],
+            state,
+        )
+        return np.asarray(q_mm), end_state
+
+
+def _gr4j_params(model: ModelVersion, region_id: str) -> GR4JParams:
+    p = model.parameters_for(region_id)
+    return GR4JParams(p["x1_mm"], p["x2_mm"], p["x3_mm"], p["x4_days"])
+
+
+_ALL: list[ModelRunner] = [GR4JRunner(), GR4JCemaNeigeRunner()]
+RUNNERS: dict[str, ModelRunner] = {r.kind: r for r in _ALL}
 
 
 def runner_for(model: ModelVersion) -> ModelRunner:

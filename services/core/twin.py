@@ -32,6 +32,8 @@ DATASET_ROLES: dict[str, str] = {
     "discharge-reanalysis": "simulated daily discharge per region and its return levels "
     "(return_level_m3s over region/return_period)",
     "drought-index": "gridded standardized precipitation index (spi) on t/y/x",
+    "forcing-ensemble": "ensemble forcing of forecasts: precipitation (mm d-1) and "
+    "temperature (degC) over issued/member/lead/region (NWP members or ESP traces)",
 }
 
 #: (west, south, east, north) in WGS84 degrees.
@@ -51,6 +53,9 @@ class Region(_Frozen):
     geometry: dict[str, Any]
     area_km2: float
     description: str = ""
+    #: Id of the twin's gauge that measures this region's outflow, if one does:
+    #: verification compares the region's warnings with it.
+    outlet_gauge: str | None = None
 
 
 class Gauge(_Frozen):

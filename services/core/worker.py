@@ -92,8 +92,10 @@ class Worker:
         *,
         worker_id: str | None = None,
         publishers: list[Publisher] | None = None,
+        on_progress: Callable[[float, str], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.on_progress = on_progress
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
         self.publishers = list(publishers or [])
         self.lease_seconds = engine.settings.jobs.lease_seconds
@@ -112,6 +114,20 @@ class Worker:
             self.worker_id,
             self.lease_seconds,
             max_attempts=self.engine.settings.jobs.max_attempts,
+        )
+        if job is None:
+            return False
+        self._run(job)
+        return True
+
+    def run_job(self, job_id: str) -> bool:
+        """Claim and run the job ``job_id`` here (a client running its own job in place);
+        False when it is not claimable (another worker has it, or it is finished)."""
+        job = self.engine.jobs.claim(
+            self.worker_id,
+            self.lease_seconds,
+            max_attempts=self.engine.settings.jobs.max_attempts,
+            job_id=job_id,
         )
         if job is None:
             return False
@@ -142,6 +158,8 @@ class Worker:
             if lost.is_set():
                 raise JobCancelled(job.id)
             state["progress"], state["message"] = fraction, message
+            if self.on_progress is not None:
+                self.on_progress(fraction, message)
 
         beat = threading.Thread(target=heartbeat, name=f"lease-{job.id[:8]}", daemon=True)
         beat.start()

@@ -40,7 +40,13 @@ def test_up_builds_the_demo_and_prints_skill_and_urls(mesh) -> None:
 def test_a_catalogue_client_walks_the_api(mesh) -> None:
     client = Client.open(mesh["url"])
     collections = {c.id for c in client.get_collections()}
-    datasets = ("forcing", "discharge-observed", "discharge-reanalysis", "spi-3")
+    datasets = (
+        "forcing",
+        "discharge-observed",
+        "discharge-reanalysis",
+        "spi-3",
+        "forcing-ensemble",
+    )
     cubes = {f"{twin}-{d}" for twin in ("fulda", "delaware") for d in datasets}
     models = {f"{twin}-models" for twin in ("fulda", "delaware")}
     assert collections == cubes | models
@@ -49,7 +55,9 @@ def test_a_catalogue_client_walks_the_api(mesh) -> None:
         assert [i.id for i in items] == [cid]
     for twin in ("fulda", "delaware"):  # the registry's model versions, STAC MLM
         (item,) = client.get_collection(f"{twin}-models").get_items()
-        assert item.id == f"{twin}-gr4j-v1" and item.properties["twinmesh:current"] is True
+        assert (
+            item.id == f"{twin}-gr4j-cemaneige-v1" and item.properties["twinmesh:current"] is True
+        )
         assert item.properties["mlm:architecture"]
 
 
@@ -116,7 +124,7 @@ def test_a_submitted_job_is_run_by_the_meshs_worker_and_published(mesh) -> None:
         if features is not None
         else json.loads(Path(item.assets["result"].href).read_text())
     )
-    assert len(doc["features"]) == 5 and doc["properties"]["twinmesh:model_version"] == 1
+    assert len(doc["features"]) == 6 and doc["properties"]["twinmesh:model_version"] == 1
 
 
 def test_ctrl_c_stops_every_process(mesh) -> None:

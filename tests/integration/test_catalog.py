@@ -29,8 +29,8 @@ def _item(settings: Settings, dataset: str) -> dict:
 
 
 def test_catalogue_validates_offline(demo_settings: Settings) -> None:
-    # root + (4 collections + 4 items) for each of the two demo twins
-    assert validate_catalog_dir(demo_settings.catalog_dir) == 17
+    # root + (5 collections + 5 items) for each of the two demo twins
+    assert validate_catalog_dir(demo_settings.catalog_dir) == 21
 
 
 def test_rebuild_is_idempotent(demo_settings: Settings, demo_store: DatacubeStore) -> None:

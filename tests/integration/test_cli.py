@@ -38,7 +38,7 @@ def test_catalog_validate_passes_then_rejects_a_corrupted_cube_field(
 ) -> None:
     ok = run("catalog", "validate", settings=demo_settings)
     assert ok.returncode == 0 and "STAC documents valid" in ok.stdout
-    assert int(ok.stdout.split(" STAC documents")[0].split()[-1]) >= 17
+    assert int(ok.stdout.split(" STAC documents")[0].split()[-1]) >= 21
     broken = tmp_path / "catalog"
     shutil.copytree(demo_settings.catalog_dir, broken)
     path = broken / "fulda-forcing" / "collection.json"
@@ -56,7 +56,7 @@ def test_warnings_json_and_typed_errors(demo_settings: Settings) -> None:
     doc = json.loads(ok.stdout)  # GeoJSON: the declared output kind of warnings
     assert doc["type"] == "FeatureCollection"
     regions = [f["properties"] for f in doc["features"]]
-    assert len(regions) == 5 and all(0 <= r["flood_probability"]["2"] <= 1 for r in regions)
+    assert len(regions) == 6 and all(0 <= r["flood_probability"]["2"] <= 1 for r in regions)
     assert doc["properties"]["twinmesh:model_version"] == 1
     unknown = run("warnings", "rhine", settings=demo_settings)
     assert unknown.returncode == 2 and "UnknownTwin" in unknown.stderr and "fulda" in unknown.stderr

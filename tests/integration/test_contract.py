@@ -17,7 +17,7 @@ from twinmesh.core.errors import CapabilityNotOffered, TooLarge
 from twinmesh.core.models import ModelProvenance
 from twinmesh.core.worker import Worker
 
-FORECAST = {"issued": "1985-03-01", "members": 5, "lead_days": 5, "seed": 2}
+FORECAST = {"issued": "1985-03-01", "members": 5, "lead_days": 5}
 
 
 def test_a_new_version_changes_the_forecast_and_roll_back_restores_it(
@@ -76,7 +76,7 @@ def test_a_warning_issued_by_a_job_reaches_a_subscriber_within_a_second(
         time.sleep(0.02)
     stop.set()
     listener.join(timeout=5)
-    assert len(arrived) == 5, arrived
+    assert len(arrived) == 6, arrived  # five sub-basins and the whole basin
     for when, event in arrived:
         assert event.payload["job_id"] == job.id
         assert event.payload["model_version"] == "1"
@@ -93,10 +93,10 @@ def test_results_encode_in_every_declared_format(demo_engine: Engine, tmp_path) 
     np.testing.assert_allclose(back["discharge_m3s"], coverage.data["discharge_m3s"])
     assert back.attrs["twinmesh_model_version"] == 1
     zarr_path = coverage.write(tmp_path / "sim.zarr")
-    assert xr.open_zarr(zarr_path, consolidated=False)["discharge_m3s"].shape == (31, 5)
+    assert xr.open_zarr(zarr_path, consolidated=False)["discharge_m3s"].shape == (31, 6)
     features = demo_engine.run("fulda", "warnings", {"issued": "1987-06-01", "members": 5})
     doc = features.to_json()
-    assert doc["type"] == "FeatureCollection" and len(doc["features"]) == 5
+    assert doc["type"] == "FeatureCollection" and len(doc["features"]) == 6
     assert doc["properties"]["twinmesh:model_version"] == 1
 
 

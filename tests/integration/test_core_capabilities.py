@@ -26,10 +26,15 @@ def _tree_digest(root: str) -> str:
 def test_twin_document_has_model_skill_and_regions(demo_store: DatacubeStore) -> None:
     twin = demo_store.read_twin("fulda")
     model = twin.model("gr4j")
+    assert model.kind == "GR4J-CemaNeige"
     assert model.skill["validation"]["kge"] > 0.6
     assert model.skill["calibration"]["period"].startswith("1980")
-    assert len(twin.regions) == 5
-    assert abs(sum(r.area_km2 for r in twin.regions) - 2976.41) < 0.1
+    # Five sub-basins, and the whole basin the outlet gauge measures.
+    subbasins = [r for r in twin.regions if r.outlet_gauge is None]
+    (outlet,) = [r for r in twin.regions if r.outlet_gauge is not None]
+    assert len(subbasins) == 5 and outlet.outlet_gauge == "grebenau"
+    assert abs(sum(r.area_km2 for r in subbasins) - 2976.41) < 0.1
+    assert outlet.area_km2 == pytest.approx(2976.41)
     assert set(twin.capabilities) <= set(CAPABILITIES)
 
 
@@ -57,7 +62,7 @@ ISSUE_DAY = {"fulda": "1987-06-01", "delaware": "1980-06-01"}
 def test_warnings_levels_for_every_region_with_probabilities(
     demo_store: DatacubeStore, twin_id: str, demo_engine: Engine
 ) -> None:
-    result = warnings(demo_engine, twin_id, issued=ISSUE_DAY[twin_id], members=10, lead_days=7)
+    result = warnings(demo_engine, twin_id, issued=ISSUE_DAY[twin_id], lead_days=7)
     twin = demo_store.read_twin(twin_id)
     assert {w.region_id for w in result} == {r.id for r in twin.regions}
     for w in result:
@@ -73,7 +78,7 @@ def test_scaled_precipitation_raises_a_flood_level(
     demo_store: DatacubeStore, twin_id: str, demo_engine: Engine
 ) -> None:
     order = ["none", "medium", "high", "severe"]
-    kwargs = dict(issued=ISSUE_DAY[twin_id], members=20, lead_days=10, seed=3)
+    kwargs = dict(issued=ISSUE_DAY[twin_id], lead_days=10)
     base = {w.region_id: w for w in warnings(demo_engine, twin_id, **kwargs)}
     wet = {
         w.region_id: w for w in warnings(demo_engine, twin_id, precipitation_factor=4.0, **kwargs)
@@ -97,7 +102,16 @@ def test_delaware_regions_are_real_gauged_basins_with_their_own_models(
         region = twin.region(region_id)
         # The basin found through the NHM network matches USGS's drainage area.
         assert region.area_km2 == pytest.approx(gauges[gauge_id].area_km2, rel=0.1)
-        assert set(model.parameters_for(region_id)) == {"x1_mm", "x2_mm", "x3_mm", "x4_days"}
+        assert set(model.parameters_for(region_id)) == {
+            "x1_mm",
+            "x2_mm",
+            "x3_mm",
+            "x4_days",
+            "ctg",
+            "kf_mm_per_degc_day",
+            "g_threshold_mm",
+        }
+        assert region.outlet_gauge == gauge_id
     assert len({tuple(p.values()) for p in model.region_parameters.values()}) == len(REGION_GAUGES)
     assert model.skill["validation"]["kge"] > 0.5
     runoff = simulate(demo_engine, "delaware", "1980-01-01", "1980-12-31")
@@ -114,10 +128,10 @@ def test_simulate_scenario_scales_discharge(demo_store: DatacubeStore, demo_engi
 def test_forecast_ensemble_shape_and_determinism(
     demo_store: DatacubeStore, demo_engine: Engine
 ) -> None:
-    a = forecast(demo_engine, "fulda", issued="1985-03-01", members=7, lead_days=5, seed=1)
-    b = forecast(demo_engine, "fulda", issued="1985-03-01", members=7, lead_days=5, seed=1)
+    a = forecast(demo_engine, "fulda", issued="1985-03-01", members=7, lead_days=5)
+    b = forecast(demo_engine, "fulda", issued="1985-03-01", members=7, lead_days=5)
     assert a["discharge_m3s"].dims == ("member", "t", "region")
-    assert a["discharge_m3s"].shape == (7, 5, 5)
+    assert a["discharge_m3s"].shape == (7, 5, 6)
     np.testing.assert_array_equal(a["discharge_m3s"].values, b["discharge_m3s"].values)
     assert str(a["t"].values[0])[:10] == "1985-03-02"
     assert (a["discharge_m3s"].values >= 0).all()
@@ -147,7 +161,15 @@ BAD_CALLS = [
     (errors.InvalidParameter, lambda e: forecast(e, "fulda", members=-5)),
     (errors.InvalidParameter, lambda e: forecast(e, "fulda", lead_days=0)),
     (errors.InvalidParameter, lambda e: warnings(e, "fulda", precipitation_factor=-1)),
-    (errors.OutOfExtent, lambda e: forecast(e, "fulda", issued="1988-12-30", lead_days=10)),
+    (errors.OutOfExtent, lambda e: forecast(e, "fulda", issued="1989-01-05", lead_days=10)),
+    (
+        errors.OutOfExtent,
+        lambda e: forecast(e, "fulda", issued="1988-12-30", lead_days=10, forcing="observed"),
+    ),
+    (errors.InvalidParameter, lambda e: forecast(e, "fulda", issued="1987-03-01", members=10)),
+    (errors.InvalidParameter, lambda e: forecast(e, "fulda", forcing="observed", members=3)),
+    (errors.InvalidParameter, lambda e: forecast(e, "fulda", forcing="noise")),
+    (errors.InvalidParameter, lambda e: forecast(e, "fulda", seed=3)),
     (
         errors.UnknownRegion,
         lambda e: simulate(e, "fulda", "1986-01-01", "1986-02-01", regions=["atlantis"]),

@@ -14,7 +14,7 @@ from stac_api_contract import running_stac_server
 from tests.helpers.postgres import TemporaryPostgres
 from twinmesh.core.settings import Settings
 
-DATASETS = ("forcing", "discharge-observed", "discharge-reanalysis", "spi-3")
+DATASETS = ("forcing", "discharge-observed", "discharge-reanalysis", "spi-3", "forcing-ensemble")
 FULDA = {f"fulda-{d}" for d in DATASETS}
 DELAWARE = {f"delaware-{d}" for d in DATASETS}
 

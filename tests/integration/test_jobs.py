@@ -5,6 +5,7 @@ SQLite (and the embedded STAC API) and on PostgreSQL (and pgstac)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -15,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import xarray as xr
 from pystac_client import Client
 
 from tests.helpers.postgres import TemporaryPostgres
@@ -110,9 +110,10 @@ def test_a_killed_workers_job_is_finished_by_another_and_published(
     with running_stac_server(
         job_settings.data_dir, job_settings.stac.backend, dsn=job_settings.stac.pgstac_dsn
     ) as server:
-        # Big enough to be running when the kill comes: every Delaware region, 200 members.
+        # Big enough to be running when the kill comes: a hindcast of every issue day
+        # of the Fulda record (seconds of work).
         job = engine.submit(
-            "delaware", "forecast", {"members": 200, "lead_days": 30, "issued": "1980-06-01"}
+            "fulda", "verify", {"start": "1980-01-01", "end": "1988-12-01", "lead_days": 30}
         )
         assert job.status is JobStatus.ACCEPTED
         first = _worker(job_settings, log)
@@ -136,20 +137,23 @@ def test_a_killed_workers_job_is_finished_by_another_and_published(
         assert done.status is JobStatus.SUCCESSFUL, log.read_text()[-3000:]
         assert done.attempts == 2 and done.worker != running.worker
         assert done.model_version == "1"
-        assert done.result is not None and done.result["format"] == "zarr"
+        assert done.result is not None and done.result["format"] == "json"
 
         client = Client.open(server.url)
-        found = list(client.search(collections=["delaware-results"]).items())
+        found = list(client.search(collections=["fulda-results"]).items())
         assert [i.id for i in found] == [job.id]
         item = found[0]
         assert item.properties["twinmesh:model_version"] == 1
-        assert item.properties["twinmesh:capability"] == "forecast"
-        ds = xr.open_dataset(
-            item.assets["result"].href, **item.assets["result"].extra_fields["xarray:open_kwargs"]
+        assert item.properties["twinmesh:capability"] == "verify"
+        with open(item.assets["result"].href, "rb") as fh:
+            report = json.load(fh)
+        (point,) = report["points"]
+        assert point["issue_days"] == 3258 and report["lead_days"] == 30
+        counts = point["systems"]["esp"]
+        assert (
+            sum(counts[k] for k in ("hits", "misses", "false_alarms", "correct_negatives"))
+            == (point["issue_days"])
         )
-        assert ds.sizes["member"] == 200 and ds.sizes["t"] == 30 and ds.sizes["region"] == 8
-        assert ds["discharge_m3s"].attrs["units"] == "m3 s-1"
-        assert float(ds["discharge_m3s"].min()) >= 0.0
 
 
 def test_cancel_dismisses_a_queued_job_and_no_worker_runs_it(

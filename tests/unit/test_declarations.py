@@ -126,5 +126,6 @@ def test_output_kinds_are_declared() -> None:
         "forecast": OutputKind.COVERAGE,
         "warnings": OutputKind.FEATURES,
         "subset": OutputKind.COVERAGE,
+        "verify": OutputKind.RECORD,
     }
     assert typing.get_type_hints(CAPABILITIES["warnings"].output.properties)  # typed props

@@ -347,6 +347,29 @@ def test_seed_from_twin_registers_once(registry: ModelRegistry) -> None:
     assert registry.history("tiny")[0].reason == "registered from the twin document"
 
 
+def test_a_rebuilt_twins_new_model_is_adopted_once_and_can_be_rolled_back(
+    registry: ModelRegistry,
+) -> None:
+    old = _document_model()
+    assert registry.adopt_from_twin(_twin([old]), reason="first build").version == 1
+    assert registry.adopt_from_twin(_twin([old]), reason="same build") is None
+    with_snow = {**PARAMS, "ctg": 0.5}
+    snow = old.model_copy(
+        update={
+            "kind": "GR4J-CemaNeige",
+            "parameters": with_snow,
+            "region_parameters": {"up": with_snow, "down": with_snow},
+        }
+    )
+    adopted = registry.adopt_from_twin(_twin([snow]), reason="rebuilt by demo init")
+    assert adopted is not None and adopted.version == 2 and adopted.kind == "GR4J-CemaNeige"
+    assert registry.current_version("tiny") == 2
+    assert registry.history("tiny")[-1].reason == "rebuilt by demo init"
+    assert registry.adopt_from_twin(_twin([snow]), reason="again") is None
+    registry.roll_back("tiny", reason="keep the old model")
+    assert registry.get("tiny").kind == "GR4J"
+
+
 def test_concurrent_seeding_registers_one_set(registry: ModelRegistry) -> None:
     twin = _twin([_document_model()])
     results = _in_threads(6, lambda: registry.seed_from_twin(twin))

@@ -31,6 +31,7 @@ from twinmesh.core.capabilities.hydrology import (
     forecast,
     simulate,
 )
+from twinmesh.core.capabilities.verification import VERIFY, VerifyInputs
 
 __all__ = [
     "Capability",
@@ -49,6 +50,9 @@ __all__ = [
     "ForecastInputs",
     "WarningsInputs",
     "SubsetInputs",
+    "VerifyInputs",
 ]
 
-CAPABILITIES: dict[str, Capability] = {c.name: c for c in [SIMULATE, FORECAST, WARNINGS, SUBSET]}
+CAPABILITIES: dict[str, Capability] = {
+    c.name: c for c in [SIMULATE, FORECAST, WARNINGS, SUBSET, VERIFY]
+}

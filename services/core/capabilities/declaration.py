@@ -206,6 +206,9 @@ class Capability:
     #: What the engine does with every result it computes (e.g. record issued warnings
     #: in the event log): ``record(engine, result, job_id)``.
     record: Callable[[Engine, Result, str | None], None] | None = None
+    #: A report worth keeping (e.g. a verification): the CLI stores and publishes it
+    #: as a job result even when it runs it in place.
+    report: bool = False
 
     # -- the checks ----------------------------------------------------------------------
     def validate(self, raw: Mapping[str, Any] | CapabilityInputs | None) -> CapabilityInputs:
@@ -240,6 +243,12 @@ class Capability:
         out = {}
         for name, prop in schema.get("properties", {}).items():
             prop = _inline(prop, defs)
+            # An optional number (``int | None``) keeps its range at the top level too,
+            # where clients look for it (numeric keywords do not constrain null).
+            for alternative in prop.get("anyOf", []):
+                for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+                    if key in alternative:
+                        prop.setdefault(key, alternative[key])
             prop["x-required"] = name in required
             out[name] = prop
         return out

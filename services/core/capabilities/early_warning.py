@@ -14,18 +14,27 @@ from pydantic import BaseModel, Field
 from twinmesh.core.capabilities.declaration import Capability, Features
 from twinmesh.core.capabilities.hydrology import (
     ForecastInputs,
+    RegionForcing,
+    _select_regions,
     compute_forecast,
     forecast_bytes,
+    is_perfect_forecast,
+    region_forcing,
 )
+from twinmesh.core.errors import InvalidParameter
 from twinmesh.core.geo import region_mask
 from twinmesh.core.hydrology.drought import drought_level
+from twinmesh.core.hydrology.extremes import MIN_YEARS, annual_maxima, return_levels
+from twinmesh.core.hydrology.gr4j import mm_per_day_to_m3s
 from twinmesh.core.results import OutputKind, Result
+from twinmesh.core.runners import runner_for
 from twinmesh.core.store import DatacubeStore
 from twinmesh.core.twin import Twin
 from twinmesh.core.validation import check_bbox
 
 if TYPE_CHECKING:
     from twinmesh.core.engine import Engine, Progress
+    from twinmesh.core.models import ModelVersion
 
 __all__ = [
     "FLOOD_LEVELS",
@@ -37,6 +46,9 @@ __all__ = [
     "issue_warnings",
     "flood_levels",
     "warnings",
+    "Thresholds",
+    "model_thresholds",
+    "twin_period",
 ]
 
 #: Flood levels by the return period whose threshold the ensemble exceeds
@@ -67,6 +79,7 @@ class RegionWarning:
     members: int
     precipitation_factor: float = 1.0
     notes: list[str] = field(default_factory=list)
+    threshold_source: str = ""
 
     @classmethod
     def from_feature(cls, feature: dict[str, Any]) -> RegionWarning:
@@ -89,6 +102,7 @@ class RegionWarning:
             members=p["members"],
             precipitation_factor=p["precipitation_factor"],
             notes=list(p.get("notes", [])),
+            threshold_source=p.get("threshold_source", ""),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,6 +142,95 @@ def issue_warnings(
     exceed = peaks_m3s[:, :, None] >= thresholds_m3s[None, :, :]
     probability = exceed.mean(axis=0)
     return probability, flood_levels(probability, periods)
+
+
+def twin_period(twin: Twin, name: str) -> tuple[date, date] | None:
+    """A period the twin declares in its properties (``climate_period``,
+    ``verification_period``) as two ISO dates, or None."""
+    value = twin.properties.get(name)
+    if not value:
+        return None
+    return date.fromisoformat(str(value[0])), date.fromisoformat(str(value[1]))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Flood thresholds of the regions asked for, and how they were made."""
+
+    periods: list[int]
+    levels_m3s: np.ndarray  # (region, period)
+    source: str
+
+
+def model_thresholds(
+    engine: Engine,
+    twin: Twin,
+    model: ModelVersion,
+    forcing: RegionForcing,
+    selected: list[int],
+    periods: list[int] | None = None,
+) -> Thresholds:
+    """Return levels of the model's own climate, judged like the ensemble is.
+
+    A forecast's members are daily discharges simulated by this model version, and a
+    member counts when its highest day in the window reaches a level; the levels are
+    therefore fitted (Gumbel, L-moments) to annual maxima of the same model's simulated
+    daily discharge on the observed forcing of the twin's ``climate_period`` — a period
+    outside its ``verification_period``. A twin without a usable climate period (fewer
+    than 3 complete years) uses the levels stored with its reanalysis dataset, and the
+    source says so.
+    """
+    if periods is None:
+        periods = [int(p) for p in twin.properties.get("return_periods", (2, 5, 20))]
+    climate = twin_period(twin, "climate_period")
+    runner = runner_for(model)
+    time = forcing.time
+    if climate is not None:
+        in_climate = (time >= pd.Timestamp(climate[0])) & (time <= pd.Timestamp(climate[1]))
+        stop = int(np.flatnonzero(in_climate)[-1]) + 1 if in_climate.any() else 0
+        levels = []
+        years = 0
+        for k in selected:
+            region = forcing.regions[k]
+            q_mm, _ = runner.run(
+                model,
+                region.id,
+                forcing.precipitation_mm[k, :stop],
+                forcing.pet_mm[k, :stop],
+                temperature_c=forcing.temperature_c[k, :stop],
+            )
+            q = mm_per_day_to_m3s(q_mm, region.area_km2)
+            maxima = annual_maxima(q[in_climate[:stop]], time[:stop][in_climate[:stop]].values)
+            years = maxima.size
+            if years < MIN_YEARS:
+                break
+            fit = return_levels(maxima, periods)
+            levels.append([fit[p] for p in periods])
+        else:
+            return Thresholds(
+                periods,
+                np.array(levels).reshape(len(selected), len(periods)),
+                f"Gumbel fit to the {years} annual maxima of model {model.ref}'s simulated "
+                f"daily discharge, {climate[0]}/{climate[1]} (outside the verification "
+                "period)",
+            )
+    reanalysis = engine.store.open(twin.id, twin.dataset_for("discharge-reanalysis").id)
+    stored = [int(p) for p in reanalysis["return_period"].values]
+    missing = [p for p in periods if p not in stored]
+    if missing:
+        raise InvalidParameter(
+            f"twin {twin.id!r} has stored return levels for {stored}-year periods only; "
+            f"asked for {missing}"
+        )
+    region_ids = [forcing.regions[k].id for k in selected]
+    values = reanalysis["return_level_m3s"].sel(region=region_ids, return_period=periods).values
+    return Thresholds(
+        periods,
+        np.asarray(values, dtype="float64"),
+        "return levels stored with the reanalysis dataset (the twin has no climate "
+        "period of 3 complete years in its record): "
+        + str(reanalysis.attrs.get("history", "")).split(" ", 1)[-1],
+    )
 
 
 def _region_spi(store: DatacubeStore, twin: Twin, issued: date) -> dict[str, float | None]:
@@ -180,8 +283,13 @@ class WarningProperties(BaseModel):
     members: int
     precipitation_factor: float
     notes: list[str] = []
+    threshold_source: str = Field(default="", description="How the return levels were made.")
     model_version: int | None = None
-    forcing_mode: str | None = None
+    forcing_mode: str | None = Field(
+        default=None,
+        description="What forcing made the warning; 'perfect-forecast reference ...' marks "
+        "a run on the observed future (an upper bound of skill, not a forecast).",
+    )
 
 
 def region_warnings(
@@ -202,14 +310,22 @@ def region_warnings(
     fc_inputs = ForecastInputs.model_validate(
         {**inputs.model_dump(exclude={"bbox"}), "regions": region_ids}
     )
-    fc_result = compute_forecast(engine, twin, fc_inputs, progress)
+    forcing = region_forcing(store, twin)
+    fc_result = compute_forecast(engine, twin, fc_inputs, progress, forcing)
     fc = fc_result.data
-    reanalysis = store.open(twin.id, twin.dataset_for("discharge-reanalysis").id)
-    periods = [int(p) for p in reanalysis["return_period"].values]
     regions = [str(r) for r in fc["region"].values]
-    thresholds = reanalysis["return_level_m3s"].sel(region=regions).values
+    # The version the forecast ran, even if "current" moved meanwhile.
+    model = engine.model(twin, fc_result.model_version or inputs.model_version)
+    thresholds = model_thresholds(engine, twin, model, forcing, _select_regions(twin, regions))
+    periods = thresholds.periods
     peaks = fc["discharge_m3s"].max(dim="t").values  # (member, region)
-    probability, levels = issue_warnings(peaks, thresholds, periods)
+    probability, levels = issue_warnings(peaks, thresholds.levels_m3s, periods)
+    perfect = is_perfect_forecast(fc_result.forcing_mode)
+    notes = (
+        ["perfect-forecast reference on the observed future forcing: not a forecast"]
+        if perfect
+        else []
+    )
     issued_d = date.fromisoformat(fc.attrs["issued"])
     spi = _region_spi(store, twin, issued_d)
     valid = pd.DatetimeIndex(fc["t"].values)
@@ -226,7 +342,7 @@ def region_warnings(
                 flood_level=levels[j],
                 flood_probability={p: float(probability[j, i]) for i, p in enumerate(periods)},
                 thresholds_m3s={
-                    p: round(float(thresholds[j, i]), 2) for i, p in enumerate(periods)
+                    p: round(float(thresholds.levels_m3s[j, i]), 2) for i, p in enumerate(periods)
                 },
                 peak_discharge_m3s=round(float(np.median(peaks[:, j])), 2),
                 drought_level=drought_level(s) if s is not None else "unknown",
@@ -236,6 +352,8 @@ def region_warnings(
                 valid_to=valid[-1].date(),
                 members=int(fc.sizes["member"]),
                 precipitation_factor=inputs.precipitation_factor,
+                notes=list(notes),
+                threshold_source=thresholds.source,
             )
         )
     return out, fc_result
@@ -267,9 +385,11 @@ def compute_warnings(
 
 
 def record_issued_warnings(engine: Engine, result: Result, job_id: str | None) -> None:
-    """Every issued warning goes to the twin's event log (subscribers see it at once)."""
+    """Every issued warning goes to the twin's event log (subscribers see it at once).
+
+    A perfect-forecast reference run is not an issued warning: it is never recorded."""
     features = result.data["features"]
-    if features:
+    if features and not is_perfect_forecast(result.forcing_mode):
         engine.log.record_warnings(
             result.twin_id,
             [f["properties"] for f in features],
@@ -285,8 +405,9 @@ def _warnings_bytes(engine: Engine, twin: Twin, inputs: WarningsInputs) -> int:
 WARNINGS = Capability(
     name="warnings",
     title="Flood and drought early warnings",
-    description="Per region: flood level from 2/5/20-year return levels exceeded by at least "
-    "30% of ensemble members, their probabilities, and a drought level from SPI-3.",
+    description="Per region: flood level from the 2/5/20-year return levels of the model's "
+    "own climate reached by at least 30% of the ensemble members in the lead window, "
+    "their probabilities, and a drought level from SPI-3.",
     inputs=WarningsInputs,
     output=Features(WarningProperties),
     compute=compute_warnings,

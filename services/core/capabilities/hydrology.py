@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -13,18 +13,20 @@ import xarray as xr
 from pydantic import Field
 
 from twinmesh.core.capabilities.declaration import Capability, CapabilityInputs, Coverage, units
-from twinmesh.core.errors import OutOfExtent
+from twinmesh.core.ensembles import ensemble_extent, read_ensemble
+from twinmesh.core.errors import InvalidParameter, OutOfExtent
 from twinmesh.core.geo import region_means
 from twinmesh.core.hydrology.gr4j import mm_per_day_to_m3s
 from twinmesh.core.hydrology.pet import pet_oudin
 from twinmesh.core.results import OutputKind, Result
-from twinmesh.core.runners import runner_for
+from twinmesh.core.runners import ModelRunner, runner_for
 from twinmesh.core.store import DatacubeStore
 from twinmesh.core.twin import Region, Twin
 from twinmesh.core.validation import check_time_range
 
 if TYPE_CHECKING:
     from twinmesh.core.engine import Engine, Progress
+    from twinmesh.core.models import ModelVersion
 
 __all__ = [
     "simulate",
@@ -37,6 +39,13 @@ __all__ = [
     "region_forcing",
     "MAX_MEMBERS",
     "MAX_LEAD_DAYS",
+    "FORCING_ENSEMBLE",
+    "FORCING_OBSERVED",
+    "PERFECT_FORECAST",
+    "is_perfect_forecast",
+    "region_state",
+    "run_members",
+    "compute_forecast",
 ]
 
 MAX_MEMBERS = 200
@@ -77,14 +86,22 @@ class ForecastInputs(CapabilityInputs):
     issued: date | None = Field(
         default=None,
         description="Issue day; the forecast covers the lead days after it "
-        "(default: the latest day the record allows).",
+        "(default: the latest day the forcing allows).",
         examples=["1987-06-01"],
     )
-    members: int = Field(
-        default=20,
+    forcing: Literal["ensemble", "observed"] = Field(
+        default="ensemble",
+        description="ensemble: members from the twin's ensemble forcing dataset (for the "
+        "demo twins ESP historical traces, never the verified year); observed: the "
+        "perfect-forecast reference on the observed forcing of the lead window (one "
+        "member; not a forecast).",
+    )
+    members: int | None = Field(
+        default=None,
         ge=1,
         le=MAX_MEMBERS,
-        description="Ensemble members.",
+        description="Ensemble members (default: every member the ensemble forcing has "
+        "on the issue day).",
         json_schema_extra=units("1"),
     )
     lead_days: int = Field(
@@ -95,9 +112,6 @@ class ForecastInputs(CapabilityInputs):
         json_schema_extra=units("d"),
     )
     precipitation_factor: float = _FACTOR
-    seed: int = Field(
-        default=0, ge=0, le=2**32 - 1, description="Seed of the ensemble perturbations."
-    )
     regions: list[str] | None = _REGION_IDS
     model_version: int | str = _MODEL_VERSION
 
@@ -167,7 +181,13 @@ def compute_simulate(
         progress(j / len(selected), f"region {twin.regions[k].id}")
         precip = forcing.precipitation_mm[k, :last].copy()
         precip[in_period[:last]] *= factor
-        q_mm, _ = runner.run(model, twin.regions[k].id, precip, forcing.pet_mm[k, :last])
+        q_mm, _ = runner.run(
+            model,
+            twin.regions[k].id,
+            precip,
+            forcing.pet_mm[k, :last],
+            temperature_c=forcing.temperature_c[k, :last],
+        )
         out[:, j] = mm_per_day_to_m3s(q_mm[in_period[:last]], twin.regions[k].area_km2)
 
     mode = _forcing_mode(factor, "observed forcing")
@@ -197,85 +217,162 @@ def compute_simulate(
     )
 
 
+FORCING_ENSEMBLE = "ensemble"
+FORCING_OBSERVED = "observed"
+#: How a perfect-forecast run is labelled wherever its result goes: never a forecast.
+PERFECT_FORECAST = (
+    "perfect-forecast reference: the observed forcing of the lead window, known only "
+    "afterwards (an upper bound of skill, not a forecast)"
+)
+
+
+def ensemble_mode(method: str, members: int) -> str:
+    """The forcing mode of a forecast made from an ensemble forcing dataset."""
+    return f"forecast from ensemble forcing, {members} member(s): {method}"
+
+
+def is_perfect_forecast(forcing_mode: str | None) -> bool:
+    """Whether a result was made on the observed future forcing (not a forecast)."""
+    return bool(forcing_mode) and str(forcing_mode).startswith("perfect-forecast reference")
+
+
 def default_issue_date(twin: Twin, lead_days: int) -> date:
-    """The latest day a forecast of ``lead_days`` can be issued on (record end - lead)."""
+    """The latest day a perfect-forecast reference of ``lead_days`` can be issued on
+    (the observed forcing must cover the lead window)."""
     return twin.time_extent[1] - timedelta(days=lead_days)
 
 
-def _issue_day(twin: Twin, issued: date | None, lead_days: int) -> date:
-    issued_d = default_issue_date(twin, lead_days) if issued is None else issued
+def _issue_day(
+    engine: Engine, twin: Twin, issued: date | None, lead_days: int, forcing: str
+) -> date:
     first = twin.time_extent[0] + timedelta(days=SPIN_UP_DAYS)
-    latest = default_issue_date(twin, lead_days)
+    if forcing == FORCING_OBSERVED:
+        latest = default_issue_date(twin, lead_days)
+        why = f"the observed forcing ends {twin.time_extent[1]}"
+    else:
+        _, latest, _, _ = ensemble_extent(engine.store, twin)
+        latest = min(latest, twin.time_extent[1])
+        why = f"the record and its ensemble forcing end {latest}"
+    issued_d = latest if issued is None else issued
     if not first <= issued_d <= latest:
         raise OutOfExtent(
             f"a {lead_days}-day forecast can be issued from {first} (after a year of model "
-            f"spin-up) to {latest} (the record ends {twin.time_extent[1]}); got {issued_d}"
+            f"spin-up) to {latest} ({why}); got {issued_d}"
         )
     return issued_d
 
 
-FORECAST_FORCING = "observed forcing perturbed as a forecast ensemble (hindcast setting)"
+def region_state(
+    runner: ModelRunner,
+    model: ModelVersion,
+    forcing: RegionForcing,
+    k: int,
+    stop: int,
+) -> Any:
+    """The model state of region ``k`` after running the observed record up to (not
+    including) index ``stop``: the state a forecast issued on day ``stop - 1`` starts from."""
+    _, state = runner.run(
+        model,
+        forcing.regions[k].id,
+        forcing.precipitation_mm[k, :stop],
+        forcing.pet_mm[k, :stop],
+        temperature_c=forcing.temperature_c[k, :stop],
+    )
+    return state
+
+
+def run_members(
+    runner: ModelRunner,
+    model: ModelVersion,
+    region: Region,
+    precipitation_mm: np.ndarray,
+    temperature_c: np.ndarray,
+    valid: pd.DatetimeIndex,
+    latitude_deg: float,
+    state: Any,
+) -> np.ndarray:
+    """Discharge (m3/s, member x lead) of members run from ``state`` on their own
+    precipitation and temperature (member x lead); PET follows each member's temperature."""
+    pet = pet_oudin(temperature_c, valid.day_of_year.to_numpy()[None, :], latitude_deg)
+    q_mm, _ = runner.run(
+        model, region.id, precipitation_mm, pet, state, temperature_c=temperature_c
+    )
+    return mm_per_day_to_m3s(q_mm, region.area_km2)
 
 
 def compute_forecast(
-    engine: Engine, twin: Twin, inputs: ForecastInputs, progress: Progress
+    engine: Engine,
+    twin: Twin,
+    inputs: ForecastInputs,
+    progress: Progress,
+    forcing: RegionForcing | None = None,
 ) -> Result:
     """Ensemble discharge forecast of each region for ``lead_days`` after ``issued``.
 
-    Each member starts from the model state reached on the issue day with the
-    observed forcing, then runs on the forcing of the lead window perturbed
-    multiplicatively for precipitation (log-normal, spread growing with lead time)
-    and additively for temperature: the hindcast setting of ensemble verification,
-    where the "forecast" forcing is the truth with realistic forecast errors. The
-    scenario factor scales the whole window's precipitation.
+    Every member starts from the model state reached on the issue day with the
+    observed record, then runs on one member of the twin's ensemble forcing dataset
+    (for the demo twins: ESP historical traces, see :mod:`twinmesh.core.ensembles`).
+    ``forcing="observed"`` runs one member on the observed forcing of the lead window
+    instead: the perfect-forecast reference, labelled as such and never a forecast.
+    The scenario factor scales the members' precipitation.
     """
-    members, lead_days, factor = inputs.members, inputs.lead_days, inputs.precipitation_factor
-    issued_d = _issue_day(twin, inputs.issued, lead_days)
+    lead_days, factor = inputs.lead_days, inputs.precipitation_factor
+    if inputs.forcing == FORCING_OBSERVED and inputs.members not in (None, 1):
+        raise InvalidParameter(
+            "forcing='observed' runs one member (the observed forcing is deterministic); "
+            f"members={inputs.members} is more"
+        )
+    issued_d = _issue_day(engine, twin, inputs.issued, lead_days, inputs.forcing)
     selected = _select_regions(twin, inputs.regions)
     model = engine.model(twin, inputs.model_version)
     runner = runner_for(model)
     progress(0.0, "reading forcing")
-    forcing = region_forcing(engine.store, twin)
-
+    forcing = forcing or region_forcing(engine.store, twin)
+    region_ids = [twin.regions[k].id for k in selected]
     i0 = int(forcing.time.get_loc(pd.Timestamp(issued_d))) + 1  # first lead day
-    window = slice(i0, i0 + lead_days)
-    rng = np.random.default_rng(inputs.seed)
-    lead = np.arange(1, lead_days + 1)
-    sigma_p = 0.25 + 0.05 * lead
-    sigma_t = 0.5 + 0.1 * lead
-    # One weather error per member and day, shared by the regions (the same storm
-    # is misplaced for all of them), plus a smaller independent regional part.
-    shared = rng.standard_normal((members, lead_days))
-    t_err = rng.standard_normal((members, lead_days)) * sigma_t
-    out = np.empty((members, lead_days, len(selected)))
+    valid = pd.date_range(pd.Timestamp(issued_d) + pd.Timedelta(days=1), periods=lead_days)
+    if inputs.forcing == FORCING_OBSERVED:
+        window = slice(i0, i0 + lead_days)
+        precip = forcing.precipitation_mm[selected][:, window].T[None]  # (1, lead, region)
+        temp = forcing.temperature_c[selected][:, window].T[None]
+        mode = PERFECT_FORECAST
+        starts: list[date | None] = [None]
+    else:
+        ens = read_ensemble(engine.store, twin, issued_d, lead_days, region_ids, inputs.members)
+        precip, temp, starts = ens.precipitation_mm, ens.temperature_c, ens.trace_start
+        mode = ensemble_mode(ens.method, ens.members)
+    members = precip.shape[0]
     lat = _latitude(twin)
+    out = np.empty((members, lead_days, len(selected)))
     for j, k in enumerate(selected):
-        region_id = twin.regions[k].id
-        progress(j / len(selected), f"region {region_id}")
-        _, state = runner.run(
-            model, region_id, forcing.precipitation_mm[k, :i0], forcing.pet_mm[k, :i0]
+        progress(j / len(selected), f"region {twin.regions[k].id}")
+        state = region_state(runner, model, forcing, k, i0)
+        out[:, :, j] = run_members(
+            runner,
+            model,
+            twin.regions[k],
+            precip[:, :, j] * factor,
+            temp[:, :, j],
+            valid,
+            lat,
+            state,
         )
-        local = rng.standard_normal((members, lead_days))
-        z = 0.8 * shared + 0.6 * local
-        precip = (
-            forcing.precipitation_mm[k, window][None, :]
-            * factor
-            * np.exp(sigma_p * z - sigma_p**2 / 2)
-        )
-        temp = forcing.temperature_c[k, window][None, :] + t_err
-        doy = forcing.time[window].day_of_year.to_numpy()
-        pet = np.stack([pet_oudin(temp[m], doy, lat) for m in range(members)])
-        q_mm, _ = runner.run(model, region_id, precip, pet, state)
-        out[:, :, j] = mm_per_day_to_m3s(q_mm, twin.regions[k].area_km2)
 
-    mode = _forcing_mode(factor, FORECAST_FORCING)
-    valid = forcing.time[window]
+    mode = _forcing_mode(factor, mode)
+    perfect = inputs.forcing == FORCING_OBSERVED
     data = xr.Dataset(
         {"discharge_m3s": (("member", "t", "region"), out, {"units": "m3 s-1"})},
         coords={
             "member": np.arange(members),
             "t": valid.values,
-            "region": [twin.regions[k].id for k in selected],
+            "region": region_ids,
+            "trace_start": (
+                "member",
+                np.array(
+                    [np.datetime64(s, "ns") if s else np.datetime64("NaT", "ns") for s in starts]
+                ),
+                {"long_name": "first day of the member's historical forcing trace"},
+            ),
         },
         attrs={
             "twin": twin.id,
@@ -285,9 +382,13 @@ def compute_forecast(
             "lead_days": lead_days,
             "members": members,
             "precipitation_factor": factor,
-            "seed": inputs.seed,
+            "forcing": inputs.forcing,
             "forcing_mode": mode,
-            "generated": "yes: ensemble model forecast (hindcast setting)",
+            "generated": (
+                "yes: " + PERFECT_FORECAST
+                if perfect
+                else "yes: ensemble model forecast from forcing known on the issue day"
+            ),
         },
     )
     return Result(
@@ -311,7 +412,8 @@ def _simulate_bytes(engine: Engine, twin: Twin, inputs: SimulateInputs) -> int:
 
 
 def forecast_bytes(engine: Engine, twin: Twin, inputs: ForecastInputs) -> int:
-    return 8 * inputs.members * inputs.lead_days * _n_regions(twin, inputs.regions)
+    members = inputs.members or MAX_MEMBERS
+    return 8 * members * inputs.lead_days * _n_regions(twin, inputs.regions)
 
 
 SIMULATE = Capability(
@@ -329,8 +431,10 @@ SIMULATE = Capability(
 FORECAST = Capability(
     name="forecast",
     title="Ensemble discharge forecast",
-    description="Ensemble of N members from perturbed forcing, lead time L days after an "
-    "issue day; daily discharge of each member and region.",
+    description="Ensemble of members run from the model state on an issue day with the "
+    "twin's ensemble forcing (ESP historical traces for the demo twins), lead time L days; "
+    "daily discharge of each member and region. forcing=observed gives the perfect-forecast "
+    "reference instead (labelled so, not a forecast).",
     inputs=ForecastInputs,
     output=Coverage({"discharge_m3s": "m3 s-1"}, ("member", "t", "region")),
     compute=compute_forecast,

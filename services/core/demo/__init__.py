@@ -40,13 +40,13 @@ class DemoTwin:
 #: exactly as a twin from another package would be.
 FULDA = DemoTwin(
     fulda.TWIN_ID,
-    "Fulda (DE): 10-year record, derived grid, one GR4J",
+    "Fulda (DE): 10-year record, derived grid, one GR4J with snow",
     fulda.build_id,
     fulda.build_fulda_twin,
 )
 DELAWARE = DemoTwin(
     delaware.TWIN_ID,
-    "Delaware River Basin (US): NHM domain, 168 USGS gauges, one GR4J per basin",
+    "Delaware River Basin (US): NHM domain, 168 USGS gauges, one GR4J with snow per basin",
     delaware.build_id,
     delaware.build_delaware_twin,
 )

@@ -12,7 +12,11 @@ import pandas as pd
 import xarray as xr
 from pyproj import CRS
 
+from twinmesh.core.ensembles import esp_dataset
+from twinmesh.core.hydrology.calibration import CalibrationResult
 from twinmesh.core.hydrology.drought import spi_monthly
+from twinmesh.core.hydrology.gr4j import GR4JParams
+from twinmesh.core.hydrology.snow import CemaNeigeParams
 from twinmesh.core.twin import DatasetInfo, Provider, Region
 
 __all__ = [
@@ -27,6 +31,9 @@ __all__ = [
     "grid_spi",
     "spi_dataset",
     "dataset_info",
+    "ESP_LEAD_DAYS",
+    "esp_forcing_dataset",
+    "snow_model",
 ]
 
 #: progress(step, done, total): how builds report long work (the CLI draws bars).
@@ -34,6 +41,10 @@ Step = Callable[[str, int, int], None]
 
 RETURN_PERIODS = (2, 5, 20)
 SPI_SCALE_MONTHS = 3
+#: How far ahead the demo twins' ESP ensemble forcing reaches (the forecast maximum).
+ESP_LEAD_DAYS = 30
+#: Forecasts are issued after a year of model spin-up.
+SPIN_UP_DAYS = 365
 
 TWINMESH = Provider(
     name="twinmesh",
@@ -199,7 +210,49 @@ def spi_dataset(spi: np.ndarray, months: pd.DatetimeIndex, x: xr.DataArray, y: x
     return with_crs(ds).chunk({"t": -1, "y": -1, "x": -1})
 
 
-#: What every basin twin's four datacubes are, apart from twin-specific wording.
+def snow_model(result: CalibrationResult) -> tuple[GR4JParams, CemaNeigeParams, float]:
+    """GR4J parameters, CemaNeige parameters and snow threshold of a calibration made
+    with temperature (the demo twins always calibrate with snow)."""
+    if result.snow is None or result.g_threshold_mm is None:
+        raise ValueError("the calibration was made without temperature: no snow routine")
+    return result.params, result.snow, float(result.g_threshold_mm)
+
+
+def esp_forcing_dataset(
+    time: pd.DatetimeIndex,
+    regions: Sequence[Region],
+    precipitation_mm: np.ndarray,
+    temperature_c: np.ndarray,
+    *,
+    twin_id: str,
+    twin_name: str,
+    licence: str,
+    note: str = "",
+) -> xr.Dataset:
+    """The ESP ensemble forcing of every issue day after the spin-up year (see
+    :mod:`twinmesh.core.ensembles`), from region-mean forcing (region, t), with its
+    provenance."""
+    first = (time[0] + pd.Timedelta(days=SPIN_UP_DAYS)).date()
+    ds = esp_dataset(
+        time,
+        list(regions),
+        precipitation_mm,
+        temperature_c,
+        first_issue=first,
+        lead_days=ESP_LEAD_DAYS,
+    )
+    return provenance(
+        ds,
+        twin_id=twin_id,
+        licence=licence,
+        title=f"{twin_name} ESP ensemble forcing (historical traces per region)",
+        source="twinmesh, from the region means of the forcing cube",
+        history=str(ds.attrs["ensemble_method"]) + note,
+        generated=True,
+    )
+
+
+#: What every basin twin's datacubes are, apart from twin-specific wording.
 _DATASET_KINDS: dict[str, dict[str, object]] = {
     "forcing": {
         "title": "Daily forcing grid (precipitation, temperature)",
@@ -225,6 +278,12 @@ _DATASET_KINDS: dict[str, dict[str, object]] = {
         "generated": True,
         "keywords": ["drought", "SPI"],
     },
+    "forcing-ensemble": {
+        "title": "Ensemble forcing of forecasts (ESP historical traces per region)",
+        "variables": {"precipitation": "mm", "temperature": "degC"},
+        "generated": True,
+        "keywords": ["ensemble", "forecast", "ESP", "forcing"],
+    },
 }
 
 
@@ -234,6 +293,7 @@ _DATASET_ROLE = {
     "discharge-observed": "discharge-observed",
     "discharge-reanalysis": "discharge-reanalysis",
     "spi-3": "drought-index",
+    "forcing-ensemble": "forcing-ensemble",
 }
 
 

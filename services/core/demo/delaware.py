@@ -35,23 +35,27 @@ from scipy.spatial import cKDTree
 from shapely.geometry import MultiPoint, mapping
 
 from twinmesh.core.demo.common import (
+    ESP_LEAD_DAYS,
     RETURN_PERIODS,
     SPI_SCALE_MONTHS,
     TWINMESH,
     Step,
     dataset_info,
+    esp_forcing_dataset,
     forcing_dataset,
     grid_spi,
     provenance,
     reanalysis_dataset,
+    snow_model,
     spi_dataset,
 )
 from twinmesh.core.errors import DataNotReady
 from twinmesh.core.geo import region_means
 from twinmesh.core.hydrology.calibration import calibrate_gr4j
 from twinmesh.core.hydrology.extremes import annual_maxima, return_levels
-from twinmesh.core.hydrology.gr4j import GR4JParams, mm_per_day_to_m3s, run_gr4j
+from twinmesh.core.hydrology.gr4j import GR4JParams, mm_per_day_to_m3s
 from twinmesh.core.hydrology.pet import pet_oudin
+from twinmesh.core.hydrology.snow import CemaNeigeParams, run_gr4j_snow
 from twinmesh.core.store import DatacubeStore
 from twinmesh.core.twin import Gauge, ModelInfo, Provider, Region, Twin
 
@@ -67,7 +71,7 @@ __all__ = [
 ]
 
 TWIN_ID = "delaware"
-BUILD_VERSION = "1"
+BUILD_VERSION = "2"
 LICENCE = "CC0-1.0"
 GRID_STEP = 0.05
 SYNTHETIC_YEARS = 40
@@ -232,6 +236,7 @@ def _regions(domain: DrbDomain) -> tuple[list[Region], list[np.ndarray], shapely
                 ),
                 geometry=mapping(shape),
                 area_km2=round(float(domain.hru_area_km2[mask].sum()), 2),
+                outlet_gauge=gauge,
             )
         )
         masks.append(mask)
@@ -345,9 +350,10 @@ def build_delaware_twin(
     doy = t.day_of_year.to_numpy()
     pet_r = np.stack([pet_oudin(temp_r[k], doy, lat) for k in range(len(regions))])
 
-    # One GR4J per region, calibrated on 1979 after a spin-up on a copy of 1979,
-    # validated on 1980.
+    # One GR4J-CemaNeige per region, calibrated on 1979 after a spin-up on a copy of
+    # 1979, validated on 1980.
     n79 = int((t.year == 1979).sum())
+    years = t.year.to_numpy()
     results = {}
     total = repetitions * len(regions)
     for k, (gauge, (rid, _)) in enumerate(REGION_GAUGES.items()):
@@ -355,6 +361,7 @@ def build_delaware_twin(
         q_obs_mm = q_obs * 86.4 / regions[k].area_km2
         p = np.concatenate([precip_r[k, :n79], precip_r[k]])
         e = np.concatenate([pet_r[k, :n79], pet_r[k]])
+        tc = np.concatenate([temp_r[k, :n79], temp_r[k]])
         q = np.concatenate([np.full(n79, np.nan), q_obs_mm])
         results[rid] = calibrate_gr4j(
             p,
@@ -366,6 +373,8 @@ def build_delaware_twin(
             repetitions=repetitions,
             seed=seed + k,
             progress=partial(_offset_progress, report, k * repetitions, total),
+            temperature_c=tc,
+            years=np.concatenate([years[:n79], years]),
         )
     report("calibrate GR4J per region", total, total)
 
@@ -373,16 +382,18 @@ def build_delaware_twin(
     plan = _synthetic_months(t, seed)
     sims, levels = [], []
     for k, r in enumerate(regions):
-        params = results[r.id].params
-        q_mm, _ = run_gr4j(precip_r[k], pet_r[k], params)
+        model = snow_model(results[r.id])
+        q_mm, _ = run_gr4j_snow(precip_r[k], temp_r[k], pet_r[k], *model)
         sims.append(mm_per_day_to_m3s(q_mm, r.area_km2))
         p_ext = _extended_daily(precip_r[k], t, plan, scale=True)
         e_ext = _extended_daily(pet_r[k], t, plan, scale=False)
+        t_ext = _extended_daily(temp_r[k], t, plan, scale=False)
         warm = slice(0, n79)
-        q_ext, _ = run_gr4j(
+        q_ext, _ = run_gr4j_snow(
             np.concatenate([precip_r[k, warm], p_ext]),
+            np.concatenate([temp_r[k, warm], t_ext]),
             np.concatenate([pet_r[k, warm], e_ext]),
-            params,
+            *model,
         )
         q_ext = mm_per_day_to_m3s(q_ext[n79:], r.area_km2)
         days = pd.date_range("2001-01-01", periods=q_ext.size, freq="D")
@@ -402,6 +413,18 @@ def build_delaware_twin(
     )
     store.write(TWIN_ID, "discharge-reanalysis", reanalysis)
     report("simulate and extend", 1, 1)
+
+    esp = esp_forcing_dataset(
+        t,
+        regions,
+        precip_r,
+        temp_r,
+        twin_id=TWIN_ID,
+        twin_name="Delaware",
+        licence=LICENCE,
+        note="; the 1979-1980 record gives each issue day one member",
+    )
+    store.write(TWIN_ID, "forcing-ensemble", esp)
 
     report("drought index SPI-3", 0, 1)
     monthly = forcing["precipitation"].resample(t="MS").sum(skipna=False).values
@@ -462,19 +485,26 @@ def _twin_document(domain, regions, results, outline, seed: int, repetitions: in
     g = domain.gauges
     w, s, e, n = outline.bounds
     params = {
-        rid: {k: round(float(v), 6) for k, v in vars(r.params).items()}
+        rid: {
+            k: round(float(v), 6)
+            for k, v in {
+                **vars(snow_model(r)[0]),
+                **vars(snow_model(r)[1]),
+                "g_threshold_mm": snow_model(r)[2],
+            }.items()
+        }
         for rid, r in results.items()
     }
-    median = {
-        k: float(np.median([p[k] for p in params.values()])) for k in vars(GR4JParams(1, 0, 1, 1))
-    }
+    names = [*vars(GR4JParams(1, 0, 1, 1)), *vars(CemaNeigeParams(0.5, 1.0)), "g_threshold_mm"]
+    median = {k: float(np.median([p[k] for p in params.values()])) for k in names}
     return Twin(
         id=TWIN_ID,
         title="Delaware River Basin: flood and drought early warning",
         description=(
             "Digital twin of eight tributary basins of the Delaware River (NY, PA, NJ, DE) "
             "from the USGS National Hydrologic Model domain: derived daily forcing grid, "
-            "observed discharge at 168 USGS gauges, one GR4J model per basin calibrated on "
+            "observed discharge at 168 USGS gauges, one GR4J model with the CemaNeige snow "
+            "routine per basin calibrated on "
             "its own gauge, ensemble forecasts, GloFAS-style flood warnings and SPI-3 "
             "drought levels. The record is 1979-1980; return levels and the SPI climatology "
             "use a documented stochastic extension."
@@ -526,12 +556,22 @@ def _twin_document(domain, regions, results, outline, seed: int, repetitions: in
                 licence=LICENCE,
                 providers=providers,
             ),
+            dataset_info(
+                "forcing-ensemble",
+                description="ESP ensemble forcing of every issue day of 1980, up to "
+                f"{ESP_LEAD_DAYS} days ahead: the same calendar window of the other year of "
+                "the record, so one member per issue day.",
+                provenance="Generated from the region means of the forcing cube.",
+                licence=LICENCE,
+                providers=providers,
+            ),
         ],
         models=[
             ModelInfo(
                 id="gr4j",
-                kind="GR4J",
-                description="GR4J rainfall-runoff models (Perrin et al. 2003), one per region, "
+                kind="GR4J-CemaNeige",
+                description="GR4J rainfall-runoff models (Perrin et al. 2003) behind the "
+                "CemaNeige snow routine (Valery et al. 2014), one per region, "
                 "Oudin PET, calibrated with SCE-UA (spotpy) maximising KGE on 1979 after a "
                 "spin-up on a copy of 1979, validated on 1980.",
                 parameters={k: round(v, 6) for k, v in median.items()},
@@ -541,7 +581,7 @@ def _twin_document(domain, regions, results, outline, seed: int, repetitions: in
                 created=f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}",
             )
         ],
-        capabilities=["simulate", "forecast", "warnings", "subset"],
+        capabilities=["simulate", "forecast", "warnings", "subset", "verify"],
         license=LICENCE,
         providers=providers,
         keywords=[
@@ -556,6 +596,15 @@ def _twin_document(domain, regions, results, outline, seed: int, repetitions: in
         properties={
             "latitude_deg": round(float(domain.hru_lat.mean()), 4),
             "return_periods": list(RETURN_PERIODS),
+            # No climate period: two years cannot hold 3 annual maxima outside the
+            # verified year, so thresholds come from the stochastic extension.
+            "verification_period": ["1980-01-01", "1980-12-31"],
+            "climate_note": "cannot be verified on a 2-year record: 1979 is the model's "
+            "spin-up year and 1980 the only year forecasts can be issued in, so no year "
+            "outside the verified one is left to fit the gauge's observed flood levels on "
+            "(a Gumbel fit needs 3 annual maxima), and the ESP ensemble has one member "
+            "(the other year); the warning thresholds come from a stochastic extension of "
+            "the same two years",
             "spi_scale_months": SPI_SCALE_MONTHS,
             "build_id": build_id(seed, repetitions),
             "grid_method": GRID_METHOD,

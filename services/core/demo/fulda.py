@@ -27,24 +27,29 @@ import xarray as xr
 from pyproj import Geod
 from scipy.ndimage import gaussian_filter
 from shapely.geometry import Polygon, mapping
+from shapely.ops import unary_union
 
 from twinmesh.core.demo.common import (
+    ESP_LEAD_DAYS,
     RETURN_PERIODS,
     SPI_SCALE_MONTHS,
     TWINMESH,
     Step,
     dataset_info,
+    esp_forcing_dataset,
     forcing_dataset,
     grid_spi,
     provenance,
     reanalysis_dataset,
+    snow_model,
     spi_dataset,
 )
 from twinmesh.core.geo import region_mask, region_means
 from twinmesh.core.hydrology.calibration import calibrate_gr4j
 from twinmesh.core.hydrology.extremes import annual_maxima, return_levels
-from twinmesh.core.hydrology.gr4j import mm_per_day_to_m3s, run_gr4j
+from twinmesh.core.hydrology.gr4j import mm_per_day_to_m3s
 from twinmesh.core.hydrology.pet import pet_oudin
+from twinmesh.core.hydrology.snow import run_gr4j_snow, snow_threshold_mm
 from twinmesh.core.store import DatacubeStore
 from twinmesh.core.twin import Gauge, ModelInfo, Provider, Region, Twin
 
@@ -59,11 +64,14 @@ __all__ = [
 
 TWIN_ID = "fulda"
 #: Bump when the build changes, so `twinmesh demo init` rebuilds stale data.
-BUILD_VERSION = "1"
+BUILD_VERSION = "2"
 CATCHMENT_AREA_KM2 = 2976.41
 LATITUDE_DEG = 50.85
 CALIBRATION_YEARS = (1980, 1985)
 VALIDATION_YEARS = (1986, 1988)
+DATA_LICENCE = "MIT (data as distributed with spotpy)"
+#: The whole catchment above the gauge: the region whose warnings are verified.
+OUTLET_REGION = "fulda-basin"
 
 SPOTPY = Provider(
     name="spotpy (Houska et al. 2015)",
@@ -175,7 +183,7 @@ def _regions() -> list[Region]:
     polys = {k: Polygon(v[2]) for k, v in REGION_OUTLINES.items()}
     raw = {k: abs(geod.geometry_area_perimeter(p)[0]) / 1e6 for k, p in polys.items()}
     scale = CATCHMENT_AREA_KM2 / sum(raw.values())
-    return [
+    subbasins = [
         Region(
             id=k,
             name=REGION_OUTLINES[k][0],
@@ -185,6 +193,16 @@ def _regions() -> list[Region]:
         )
         for k, p in polys.items()
     ]
+    outlet = Region(
+        id=OUTLET_REGION,
+        name="Whole Fulda basin above the Grebenau gauge",
+        description="The union of the five sub-basins: the catchment the gauge measures "
+        "and the model was calibrated on. Its warnings are verified against the gauge.",
+        geometry=mapping(unary_union(list(polys.values()))),
+        area_km2=CATCHMENT_AREA_KM2,
+        outlet_gauge=GAUGE[0],
+    )
+    return [*subbasins, outlet]
 
 
 def _bump(x0: float, y0: float, width: float) -> np.ndarray:
@@ -223,9 +241,7 @@ def _basin_mask(regions: list[Region]) -> np.ndarray:
 
 
 def _provenance(ds: xr.Dataset, **kwargs: Any) -> xr.Dataset:
-    return provenance(
-        ds, twin_id=TWIN_ID, licence="MIT (data as distributed with spotpy)", **kwargs
-    )
+    return provenance(ds, twin_id=TWIN_ID, licence=DATA_LICENCE, **kwargs)
 
 
 def build_id(seed: int, repetitions: int) -> str:
@@ -288,7 +304,8 @@ def build_fulda_twin(
     )
     store.write(TWIN_ID, "discharge-observed", observed)
 
-    # Calibrate GR4J on the basin mean (equal to the record by construction).
+    # Calibrate GR4J with its snow routine on the basin mean (equal to the record by
+    # construction).
     pet = pet_oudin(record.temperature_c, t.day_of_year.to_numpy(), LATITUDE_DEG)
     q_obs_mm = record.discharge_m3s * 86.4 / CATCHMENT_AREA_KM2
     years = t.year.to_numpy()
@@ -303,25 +320,33 @@ def build_fulda_twin(
         validation=slice(int(val[0]), int(val[-1]) + 1),
         repetitions=repetitions,
         seed=seed,
-        progress=lambda done, total: report("calibrate GR4J (SCE-UA)", done, total),
+        progress=lambda done, total: report("calibrate GR4J-CemaNeige (SCE-UA)", done, total),
+        temperature_c=record.temperature_c,
+        years=years,
     )
-    report("calibrate GR4J (SCE-UA)", repetitions, repetitions)
+    report("calibrate GR4J-CemaNeige (SCE-UA)", repetitions, repetitions)
 
-    # Reanalysis: the calibrated model on every sub-basin's own forcing.
+    # Reanalysis: the calibrated model on every region's own forcing; each region's
+    # snow threshold from its own solid precipitation in the calibration years.
     report("simulate sub-basins", 0, 1)
     precip_r = region_means(forcing["precipitation"], regions)
     temp_r = region_means(forcing["temperature"], regions)
+    region_params = {}
     sims = []
     for k, r in enumerate(regions):
         pet_r = pet_oudin(temp_r[k], t.day_of_year.to_numpy(), LATITUDE_DEG)
-        q_mm, _ = run_gr4j(precip_r[k], pet_r, result.params)
+        g_threshold = snow_threshold_mm(precip_r[k][cal], temp_r[k][cal], years[cal])
+        params, snow, _ = snow_model(result)
+        q_mm, _ = run_gr4j_snow(precip_r[k], temp_r[k], pet_r, params, snow, g_threshold)
         sims.append(mm_per_day_to_m3s(q_mm, r.area_km2))
+        region_params[r.id] = {**_model_parameters(result), "g_threshold_mm": g_threshold}
     sim = np.stack(sims, axis=1)
-    spin = t >= pd.Timestamp(f"{CALIBRATION_YEARS[0]}-01-01")
+    # Return levels of the model's own climate, fitted outside the validation years.
+    climate = (t.year >= CALIBRATION_YEARS[0]) & (t.year <= CALIBRATION_YEARS[1])
     levels = np.array(
         [
             [
-                return_levels(annual_maxima(sim[spin, k], t.values[spin]), RETURN_PERIODS)[p]
+                return_levels(annual_maxima(sim[climate, k], t.values[climate]), RETURN_PERIODS)[p]
                 for p in RETURN_PERIODS
             ]
             for k in range(len(regions))
@@ -333,14 +358,28 @@ def build_fulda_twin(
         title="Fulda sub-basin discharge simulated by the calibrated GR4J model",
         source="twinmesh GR4J run on the derived forcing grid",
         history=(
-            "GR4J (Perrin et al. 2003) with the basin-calibrated parameters, driven by each "
-            "sub-basin's area-mean forcing and Oudin PET; return levels from a Gumbel fit to "
-            f"annual maxima {CALIBRATION_YEARS[0]}-{t.year.max()}"
+            "GR4J (Perrin et al. 2003) with the CemaNeige snow routine (Valery et al. 2014), "
+            "basin-calibrated parameters, driven by each region's area-mean forcing and "
+            "Oudin PET; return levels from a Gumbel fit to the annual maxima "
+            f"{CALIBRATION_YEARS[0]}-{CALIBRATION_YEARS[1]} (outside the validation years)"
         ),
         generated=True,
     )
     store.write(TWIN_ID, "discharge-reanalysis", reanalysis)
     report("simulate sub-basins", 1, 1)
+
+    report("ESP ensemble forcing", 0, 1)
+    esp = esp_forcing_dataset(
+        t,
+        regions,
+        precip_r,
+        temp_r,
+        twin_id=TWIN_ID,
+        twin_name="Fulda",
+        licence=DATA_LICENCE,
+    )
+    store.write(TWIN_ID, "forcing-ensemble", esp)
+    report("ESP ensemble forcing", 1, 1)
 
     report("drought index SPI-3", 0, 1)
     monthly = forcing["precipitation"].resample(t="MS").sum().values
@@ -359,12 +398,19 @@ def build_fulda_twin(
     store.write(TWIN_ID, "spi-3", spi_ds)
     report("drought index SPI-3", 1, 1)
 
-    twin = _twin_document(record, regions, result, seed, repetitions)
+    twin = _twin_document(record, regions, result, region_params, seed, repetitions)
     store.write_twin(twin)
     return twin
 
 
-def _twin_document(record, regions, result, seed: int, repetitions: int) -> Twin:  # noqa: ANN001
+def _model_parameters(result) -> dict[str, float]:  # noqa: ANN001
+    """The calibrated GR4J and CemaNeige parameters, rounded for the document."""
+    gr4j, snow, _ = snow_model(result)
+    params = {**vars(gr4j), **vars(snow)}
+    return {k: round(float(v), 6) for k, v in params.items()}
+
+
+def _twin_document(record, regions, result, region_params, seed: int, repetitions: int) -> Twin:  # noqa: ANN001
     data_licence = "MIT"
     providers = [SPOTPY, TWINMESH]
     start, end = record.time[0].date(), record.time[-1].date()
@@ -374,8 +420,10 @@ def _twin_document(record, regions, result, seed: int, repetitions: int) -> Twin
         description=(
             "Digital twin of the Fulda catchment above its outlet gauge (2976 km², Hesse, "
             "Germany): derived daily forcing grid, observed discharge, a GR4J rainfall-runoff "
-            "model calibrated with SCE-UA, ensemble forecasts, flood warnings from 2/5/20-year "
-            "return levels (GloFAS-style, 30% member threshold) and drought levels from SPI-3."
+            "model with the CemaNeige snow routine calibrated with SCE-UA, ESP ensemble "
+            "forecasts, flood warnings per sub-basin and for the whole basin from the model "
+            "climate's 2/5/20-year return levels (GloFAS-style, 30% member threshold), "
+            "verified against the outlet gauge, and drought levels from SPI-3."
         ),
         bbox=(9.20, 50.35, 10.10, 51.30),
         time_extent=(start, end),
@@ -422,14 +470,28 @@ def _twin_document(record, regions, result, seed: int, repetitions: int) -> Twin
                 licence=data_licence,
                 providers=providers,
             ),
+            dataset_info(
+                "forcing-ensemble",
+                description="ESP ensemble forcing of every issue day from 1980 on: for each "
+                f"region and up to {ESP_LEAD_DAYS} days ahead, the same calendar window in "
+                "each other year of the record (never the verified year).",
+                provenance="Generated from the region means of the forcing cube.",
+                licence=data_licence,
+                providers=providers,
+            ),
         ],
         models=[
             ModelInfo(
                 id="gr4j",
-                kind="GR4J",
-                description="Lumped GR4J rainfall-runoff model (Perrin et al. 2003), Oudin PET, "
+                kind="GR4J-CemaNeige",
+                description="Lumped GR4J rainfall-runoff model (Perrin et al. 2003) behind the "
+                "CemaNeige snow routine (Valery et al. 2014, one elevation band), Oudin PET, "
                 "calibrated with SCE-UA (spotpy) maximising KGE.",
-                parameters={k: round(float(v), 6) for k, v in vars(result.params).items()},
+                parameters={
+                    **_model_parameters(result),
+                    "g_threshold_mm": round(snow_model(result)[2], 6),
+                },
+                region_parameters=region_params,
                 skill={
                     "calibration": {
                         "period": f"{CALIBRATION_YEARS[0]}-01-01/{CALIBRATION_YEARS[1]}-12-31",
@@ -448,7 +510,7 @@ def _twin_document(record, regions, result, seed: int, repetitions: int) -> Twin
                 created=f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}",
             )
         ],
-        capabilities=["simulate", "forecast", "warnings", "subset"],
+        capabilities=["simulate", "forecast", "warnings", "subset", "verify"],
         license=data_licence,
         providers=providers,
         keywords=["flood", "drought", "early warning", "hydrology", "Fulda", "digital twin"],
@@ -456,6 +518,11 @@ def _twin_document(record, regions, result, seed: int, repetitions: int) -> Twin
             "latitude_deg": LATITUDE_DEG,
             "catchment_area_km2": CATCHMENT_AREA_KM2,
             "return_periods": list(RETURN_PERIODS),
+            "climate_period": [f"{CALIBRATION_YEARS[0]}-01-01", f"{CALIBRATION_YEARS[1]}-12-31"],
+            "verification_period": [
+                f"{VALIDATION_YEARS[0]}-01-01",
+                f"{VALIDATION_YEARS[1]}-12-31",
+            ],
             "spi_scale_months": SPI_SCALE_MONTHS,
             "build_id": build_id(seed, repetitions),
             "grid_method": GRID_METHOD,
