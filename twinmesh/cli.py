@@ -684,8 +684,9 @@ def up(
             f"Try:  curl '{stac}/search?collections=fulda-forcing&datetime=1985-06-01'\n"
             f'      {python} -c "from pystac_client import Client; '
             f"print([c.id for c in Client.open('{stac}').get_collections()])\"\n"
-            f"      {twinmesh} warnings fulda --issued 1984-02-01\n"
-            f"      {twinmesh} forecast fulda --members 50 --submit   "
+            f"      {twinmesh} warnings fulda --issued 1987-03-20\n"
+            f"      {twinmesh} verify fulda   # how far the warnings can be trusted\n"
+            f"      {twinmesh} forecast fulda --submit   "
             f"# a job for the worker; then: {twinmesh} jobs list",
             soft_wrap=True,
             markup=False,
