@@ -621,6 +621,27 @@ def serve_stac(
     serve(settings.model_copy(update={"stac": stac}))
 
 
+@serve_app.command("ogc")
+def serve_ogc(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8082).")] = None,
+) -> None:
+    """Serve the OGC API (pygeoapi): the twins' capabilities as Processes (jobs in the
+    job store, run by `twinmesh worker`), their datacubes as EDR and Coverages, their
+    warnings, regions and gauges as Features.
+
+    Try: curl 'http://127.0.0.1:8082/processes'
+    """
+    from twinmesh.ogc.app import serve_ogc as serve
+
+    settings = _settings(ctx)
+    ogc = settings.ogc.model_copy(
+        update={k: v for k, v in {"host": host, "port": port}.items() if v}
+    )
+    serve(settings.model_copy(update={"ogc": ogc}))
+
+
 def _check_pgstac(dsn: str | None) -> None:
     """Fail with one clear line, not a pool time-out, when pgstac's database is not there."""
     if not dsn:

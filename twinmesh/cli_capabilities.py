@@ -286,8 +286,7 @@ def _warnings_table(result: Result) -> None:
     )
     if is_perfect_forecast(result.forcing_mode):
         title = (
-            "PERFECT-FORECAST REFERENCE on the observed future forcing, not a forecast: "
-            + title
+            "PERFECT-FORECAST REFERENCE on the observed future forcing, not a forecast: " + title
         )
     table = Table(title=title)
     table.caption = (

@@ -56,8 +56,8 @@ class Service:
 
 
 def mesh_services(settings: Settings) -> list[Service]:
-    """The services that exist so far (the STAC API and the job workers); later
-    adapters add theirs here."""
+    """The services that exist so far (the STAC API, the OGC API and the job workers);
+    later adapters add theirs here."""
     base = settings.stac.base_url()
     return [
         Service(
@@ -69,6 +69,16 @@ def mesh_services(settings: Settings) -> list[Service]:
             host=settings.stac.host,
             port=settings.stac.port,
             port_setting="TWINMESH_STAC__PORT",
+        ),
+        Service(
+            name="ogc",
+            argv=[sys.executable, "-m", "twinmesh.cli", "serve", "ogc"],
+            url=settings.ogc.base_url(),
+            health_url=f"{settings.ogc.base_url()}/conformance",
+            description="OGC API (pygeoapi): Processes, EDR, Coverages, Features",
+            host=settings.ogc.host,
+            port=settings.ogc.port,
+            port_setting="TWINMESH_OGC__PORT",
         ),
         *(
             Service(

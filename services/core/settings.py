@@ -42,6 +42,20 @@ class StacSettings(BaseModel):
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
+class OgcSettings(BaseModel):
+    """Where the OGC API service (pygeoapi with twinmesh's plugins) listens."""
+
+    host: str = "127.0.0.1"
+    port: int = 8082
+    #: Public URL the API is reached at (links); defaults to http://host:port.
+    public_url: str | None = None
+    #: Largest request body accepted (bytes); a bigger one is a 413.
+    max_body_bytes: int = 2_000_000
+
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
 class JobSettings(BaseModel):
     """How ``twinmesh worker`` processes claim and hold jobs."""
 
@@ -74,6 +88,7 @@ class Settings(BaseSettings):
     #: fsspec storage options for ``store_url`` (credentials, endpoint_url, ...).
     storage_options: dict[str, object] = Field(default_factory=dict)
     stac: StacSettings = Field(default_factory=StacSettings)
+    ogc: OgcSettings = Field(default_factory=OgcSettings)
     #: The jobs / models / event log database: SQLite in the data dir by default,
     #: ``postgresql://user:pass@host:5432/db`` at scale.
     database_url: str | None = None

@@ -21,10 +21,20 @@ from tests.helpers.stac_server import free_port
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory):
     data_dir: Path = tmp_path_factory.mktemp("up")
-    port = free_port()
-    env = {"TWINMESH_STAC__PORT": str(port), "TWINMESH_CALIBRATION_REPETITIONS": "800"}
+    port, ogc_port = free_port(), free_port()
+    env = {
+        "TWINMESH_STAC__PORT": str(port),
+        "TWINMESH_OGC__PORT": str(ogc_port),
+        "TWINMESH_CALIBRATION_REPETITIONS": "800",
+    }
     proc, lines = start_up(data_dir, env=env)
-    yield {"url": f"http://127.0.0.1:{port}", "proc": proc, "lines": lines, "data_dir": data_dir}
+    yield {
+        "url": f"http://127.0.0.1:{port}",
+        "ogc_url": f"http://127.0.0.1:{ogc_port}",
+        "proc": proc,
+        "lines": lines,
+        "data_dir": data_dir,
+    }
     if proc.poll() is None:
         proc.kill()
         proc.wait()
@@ -127,12 +137,21 @@ def test_a_submitted_job_is_run_by_the_meshs_worker_and_published(mesh) -> None:
     assert len(doc["features"]) == 6 and doc["properties"]["twinmesh:model_version"] == 1
 
 
+def test_the_ogc_api_lists_the_twins_capabilities_and_datacubes(mesh) -> None:
+    processes = httpx.get(f"{mesh['ogc_url']}/processes", timeout=30).json()
+    assert {p["id"] for p in processes["processes"]} >= {"forecast", "warnings", "verify"}
+    collections = httpx.get(f"{mesh['ogc_url']}/collections", timeout=30).json()
+    assert {"fulda-forcing", "fulda-warnings", "current-warnings"} <= {
+        c["id"] for c in collections["collections"]
+    }
+
+
 def test_ctrl_c_stops_every_process(mesh) -> None:
     proc = mesh["proc"]
     children = [
         int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     ]
-    assert len(children) == 2  # the STAC API and one worker
+    assert len(children) == 3  # the STAC API, the OGC API and one worker
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out

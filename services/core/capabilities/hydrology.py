@@ -57,7 +57,7 @@ _REGION_IDS = Field(
     default=None,
     description="Region ids to compute (default: every region of the twin).",
     max_length=1000,
-    examples=[["fulda-upper"]],
+    examples=[["upper-fulda"]],
 )
 _FACTOR = Field(
     default=1.0,

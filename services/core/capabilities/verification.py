@@ -85,7 +85,7 @@ class VerifyInputs(CapabilityInputs):
         default=None,
         description="Last issue day (default: end of the verification period, or the last "
         "day whose lead window is observed).",
-        examples=["1988-12-31"],
+        examples=["1988-12-21"],
     )
     lead_days: int = Field(
         default=10,

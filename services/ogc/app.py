@@ -1,0 +1,412 @@
+"""The OGC API service: pygeoapi's API served as an ASGI (Starlette) app, one per
+``create_app(settings)``.
+
+pygeoapi's own ``starlette_app`` reads its configuration from files named by
+environment variables when it is imported, one per process. Here every app builds its
+own ``pygeoapi.api.API`` from the configuration generated from core
+(:func:`twinmesh.ogc.config.ogc_config`) and its OpenAPI document at start-up, and
+routes requests to pygeoapi's API functions the way ``starlette_app`` does, for the
+standards twinmesh serves: OGC API - Common, Features, Coverages, EDR and Processes.
+
+Around pygeoapi, the HTTP rules every twinmesh service keeps: a request body limit
+(413), client mistakes as 4xx in the OGC exception JSON (``code``, ``type``,
+``description``), an unexpected error as a 500 saying only "internal error" and a
+request id that is in the log with its traceback, pygeoapi's work off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from copy import deepcopy
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from twinmesh.core.settings import Settings
+from twinmesh.ogc.config import ogc_config
+from twinmesh.ogc.openapi import self_contained
+
+__all__ = ["create_app", "guard", "ogc_exception", "serve_ogc"]
+
+logger = logging.getLogger("twinmesh.ogc")
+
+#: The EDR query types twinmesh's datacube provider answers.
+EDR_QUERIES = ("position", "area", "cube")
+
+
+def ogc_exception(status: int, code: str, description: str) -> JSONResponse:
+    """An OGC API exception document (pygeoapi's shape) with its status."""
+    return JSONResponse(
+        {"code": code, "type": code, "description": description}, status_code=status
+    )
+
+
+def _to_response(headers: dict[str, Any], status: int, content: Any) -> Response:
+    media = str(headers.get("Content-Type", ""))
+    if isinstance(content, dict):
+        response: Response = Response(orjson.dumps(content), status_code=status)
+    elif media.startswith("text/html"):
+        response = HTMLResponse(content=content, status_code=status)
+    else:
+        response = Response(content, status_code=status)
+    response.headers.update({k: str(v) for k, v in headers.items()})
+    return response
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+#: OGC exception codes that name a client's mistake: pygeoapi answers some of them with
+#: a 500 (e.g. a malformed bbox on /coverage); they are a 400 here.
+CLIENT_ERROR_CODES = frozenset(
+    {"InvalidParameterValue", "MissingParameterValue", "InvalidQuery", "OperationParsingFailed"}
+)
+
+
+def _server_error(request: Request, status: int, content: Any) -> Response:
+    """pygeoapi's 5xx: a client mistake it misfiled becomes a 400 with its message; any
+    other keeps its status but says only "internal error" and a request id (the log has
+    pygeoapi's text)."""
+    try:
+        body = orjson.loads(content) if isinstance(content, str | bytes) else dict(content)
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        body = {}
+    code = str(body.get("code") or body.get("type") or "")
+    if code in CLIENT_ERROR_CODES:
+        return ogc_exception(400, code, str(body.get("description") or code))
+    ref = secrets.token_hex(4)
+    logger.error(
+        "internal error %s on %s %s: %s",
+        ref,
+        request.method,
+        request.url.path,
+        str(body.get("description") or content)[:2000],
+    )
+    return ogc_exception(status, "InternalError", f"internal error (request id {ref})")
+
+
+def _routes(api: Any) -> list[Route]:
+    import pygeoapi.api as core_api
+    import pygeoapi.api.itemtypes as itemtypes_api
+    import pygeoapi.api.processes as processes_api
+    from pygeoapi.api import APIRequest, apply_gzip
+
+    from twinmesh.ogc import coverages as ogc_coverages
+    from twinmesh.ogc import manager as ogc_manager
+
+    async def call(function: Callable[..., Any], request: Request, *args: Any, check=True):
+        api_request = await APIRequest.from_starlette(request, api.locales)
+        if check and not api_request.is_valid():
+            headers, status, content = api.get_format_exception(api_request)
+        else:
+            loop = asyncio.get_running_loop()
+
+            def run() -> Any:
+                asyncio.set_event_loop(loop)  # pygeoapi's calls expect a loop to exist
+                return function(api, api_request, *args)
+
+            headers, status, content = await loop.run_in_executor(None, run)
+            if status == 500:
+                return _server_error(request, status, content)
+            if status != HTTPStatus.NO_CONTENT:
+                content = apply_gzip(headers, content)
+        return _to_response(headers, status, content)
+
+    def path(request: Request, name: str) -> str | None:
+        return request.path_params.get(name)
+
+    async def landing(request: Request) -> Response:
+        return await call(core_api.landing_page, request)
+
+    async def openapi(request: Request) -> Response:
+        return await call(core_api.openapi_, request)
+
+    async def conformance(request: Request) -> Response:
+        return await call(core_api.conformance, request)
+
+    async def collections(request: Request) -> Response:
+        return await call(core_api.describe_collections, request, path(request, "cid"))
+
+    async def queryables(request: Request) -> Response:
+        return await call(itemtypes_api.get_collection_queryables, request, path(request, "cid"))
+
+    async def schema(request: Request) -> Response:
+        return await call(core_api.get_collection_schema, request, path(request, "cid"))
+
+    async def items(request: Request) -> Response:
+        cid, item = path(request, "cid"), path(request, "item")
+        if item is not None:
+            return await call(itemtypes_api.get_collection_item, request, cid, item)
+        if request.method == "POST" and request.headers.get("content-type", "").startswith(
+            "application/geo+json"
+        ):  # a transaction (creating an item): not offered
+            return ogc_exception(
+                405, "MethodNotAllowed", "the collections are read-only: items cannot be added"
+            )
+        # POST with a CQL2-JSON body is a search, as in pygeoapi's own routes.
+        return await call(itemtypes_api.get_collection_items, request, cid)
+
+    async def coverage(request: Request) -> Response:
+        # twinmesh.ogc.coverages: CoverageJSON from numpy, netCDF/Zarr, aggregation, and
+        # 4xx for what pygeoapi answers with 500 (other collections go on to pygeoapi).
+        return await call(
+            ogc_coverages.get_collection_coverage, request, path(request, "cid"), check=False
+        )
+
+    async def edr(request: Request) -> Response:
+        query = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+        return await call(
+            ogc_coverages.get_collection_edr_query,
+            request,
+            path(request, "cid"),
+            None,
+            query,
+            None,
+            check=False,
+        )
+
+    async def processes(request: Request) -> Response:
+        return await call(processes_api.describe_processes, request, path(request, "pid"))
+
+    async def execute(request: Request) -> Response:
+        # twinmesh's versions of pygeoapi's functions (see twinmesh.ogc.manager): a body
+        # that is not a JSON object is a 400, Location only on a 201, core's own errors.
+        return await call(ogc_manager.execute_process, request, path(request, "pid"))
+
+    def unknown_job(job: str) -> Response | None:
+        """pygeoapi answers an unknown job with a 404 typed InvalidParameterValue whose
+        description is only the id; core says what is missing."""
+        from twinmesh.core.errors import UnknownJob
+        from twinmesh.ogc.context import engine_for
+
+        try:
+            engine_for(api.config["server"]["manager"]).jobs.get(job)
+        except UnknownJob as exc:
+            return ogc_exception(404, "NotFound", exc.message)
+        return None
+
+    async def jobs(request: Request) -> Response:
+        job = path(request, "job")
+        loop = asyncio.get_running_loop()
+        if job is not None and (missing := await loop.run_in_executor(None, unknown_job, job)):
+            return missing
+        if job is not None and request.method == "DELETE":
+            return await call(processes_api.delete_job, request, job)
+        return await call(processes_api.get_jobs, request, job)
+
+    async def results(request: Request) -> Response:
+        job = str(path(request, "job"))
+        loop = asyncio.get_running_loop()
+        if (missing := await loop.run_in_executor(None, unknown_job, job)) is not None:
+            return missing
+        return await call(ogc_manager.get_job_result, request, job)
+
+    cid = "/collections/{cid}"
+    return [
+        Route("/", landing),
+        Route("/openapi", openapi),
+        Route("/conformance", conformance),
+        Route("/collections", collections),
+        Route(cid, collections),
+        Route(cid + "/queryables", queryables),
+        Route(cid + "/schema", schema),
+        Route(cid + "/items", items, methods=["GET", "POST"]),
+        Route(cid + "/items/{item}", items),
+        Route(cid + "/coverage", coverage),
+        *(Route(f"{cid}/{q}", edr) for q in EDR_QUERIES),
+        Route("/processes", processes),
+        Route("/processes/{pid}", processes),
+        Route("/processes/{pid}/execution", execute, methods=["POST"]),
+        Route("/jobs", jobs),
+        Route("/jobs/{job}", jobs, methods=["GET", "DELETE"]),
+        Route("/jobs/{job}/results", results),
+    ]
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return ogc_exception(
+        413, "PayloadTooLarge", f"the request body is larger than the limit of {limit} bytes"
+    )
+
+
+class _Guard:
+    """The HTTP rules around an app: a body limit (413, checked on the declared length
+    and on the bytes as they arrive) and, for any exception that escapes, a 500 that
+    names only a request id (the log has the id and the traceback, once)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(limit)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge
+            return message
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _too_large(limit)(scope, receive, send)
+        except Exception as exc:  # noqa: BLE001 - the client gets an id, the log the traceback
+            if getattr(exc, "twinmesh_logged", False):
+                return  # answered and logged by the app's own handler
+            ref = secrets.token_hex(4)
+            logger.error(
+                "internal error %s on %s %s", ref, scope["method"], scope["path"], exc_info=exc
+            )
+            if not started:
+                response = ogc_exception(500, "InternalError", f"internal error (request id {ref})")
+                await response(scope, receive, send)
+
+
+def guard(app: Starlette, max_body_bytes: int) -> ASGIApp:
+    """``app`` behind :class:`_Guard`; inside Starlette (whose error middleware answers
+    first) the same rules as its exception handler."""
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, _BodyTooLarge):
+            exc.twinmesh_logged = True  # type: ignore[attr-defined]
+            return _too_large(max_body_bytes)
+        ref = secrets.token_hex(4)
+        logger.error(
+            "internal error %s on %s %s", ref, request.method, request.url.path, exc_info=exc
+        )
+        exc.twinmesh_logged = True  # type: ignore[attr-defined]
+        return ogc_exception(500, "InternalError", f"internal error (request id {ref})")
+
+    app.add_exception_handler(Exception, on_error)
+    return _Guard(app, max_body_bytes)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return ogc_exception(404, "NotFound", f"no such resource: {request.url.path}")
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return ogc_exception(
+        405, "MethodNotAllowed", f"{request.method} is not allowed on {request.url.path}"
+    )
+
+
+def _strip_slash(app: ASGIApp) -> ASGIApp:
+    """``/collections/`` answers like ``/collections`` (a redirect), as pygeoapi's
+    non-strict slashes do."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] != "/" and scope["path"].endswith("/"):
+            target = scope["path"].rstrip("/")
+            query = scope.get("query_string", b"").decode()
+            response = RedirectResponse(target + (f"?{query}" if query else ""), 308)
+            await response(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+def _api_class() -> type:
+    """pygeoapi's ``API`` with its exceptions made honest: a client's mistake pygeoapi
+    files as a 500 (a malformed bbox or subset on /coverage, …) is a 400, and a real 500
+    says only "internal error" and a request id, in every output format."""
+    from pygeoapi.api import API
+
+    class TwinmeshAPI(API):  # type: ignore[misc]
+        def get_exception(
+            self, status: int, headers: dict, format_: str | None, code: str, description: str
+        ) -> tuple[dict, int, str]:
+            if status >= 500 and code in CLIENT_ERROR_CODES:
+                status = 400
+            elif status == 500:
+                ref = secrets.token_hex(4)
+                logger.error(
+                    "internal error %s: %s: %s", ref, code, description, exc_info=sys.exc_info()[1]
+                )
+                code, description = "InternalError", f"internal error (request id {ref})"
+            return super().get_exception(status, headers, format_, code, description)  # type: ignore[no-any-return]
+
+    return TwinmeshAPI
+
+
+def create_app(settings: Settings, config: dict[str, Any] | None = None) -> Starlette:
+    """The OGC API app of ``settings`` (configuration generated from core unless given)."""
+    from pygeoapi.openapi import get_oas
+
+    API = _api_class()
+    config = config if config is not None else ogc_config(settings)
+    from twinmesh.ogc.coverages import document_openapi
+
+    generated = get_oas(deepcopy(config), fail_on_invalid_collection=False)
+    openapi = self_contained(document_openapi(generated, config))
+    api = API(config, openapi)
+    # pygeoapi logs every client mistake with a traceback at ERROR; the service logs
+    # its real errors itself (once, with a request id), so pygeoapi's own log is muted.
+    logging.getLogger("pygeoapi").setLevel(logging.CRITICAL)
+    app = Starlette(
+        routes=_routes(api),
+        middleware=[
+            Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"]),
+        ],
+        exception_handlers={404: _not_found, 405: _not_allowed},
+    )
+    app.state.api = api
+    app.state.config = config
+    return _strip_slash(guard(app, settings.ogc.max_body_bytes))  # type: ignore[return-value]
+
+
+def serve_ogc(settings: Settings) -> None:
+    """Run the OGC API with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.ogc.host,
+        port=settings.ogc.port,
+        log_level="warning",
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+
+
+if __name__ == "__main__":
+    from twinmesh.core.settings import load_settings
+
+    serve_ogc(load_settings())
