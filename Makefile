@@ -21,3 +21,4 @@ bench:
 	.venv/bin/python bench/stac_search.py
 	.venv/bin/python bench/jobs.py
 	.venv/bin/python bench/verify.py
+	.venv/bin/python bench/ogc_overhead.py
