@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
+from tests.helpers.processes import serving_process
 from tests.helpers.stac_server import free_port
 from twinmesh.core.settings import Settings
 
@@ -53,40 +49,15 @@ def running_ogc_server(
     """Start the OGC API over ``settings``' data dir, store and database, wait until it
     answers, stop it by its pid. ``port`` lets a test restart it on the same address."""
     port = port or free_port()
-    log_path = settings.data_dir / f"ogc-{port}.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "twinmesh.ogc.app"],
-            cwd=settings.data_dir,
-            env=ogc_env(settings, port),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"the OGC server exited with {proc.returncode}:\n"
-                    + log_path.read_text(errors="replace")[-4000:]
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/conformance", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the OGC server did not answer within {timeout_s}s:\n"
-                    + log_path.read_text(errors="replace")[-4000:]
-                )
-            time.sleep(0.2)
+    log_path = settings.data_dir / f"ogc-{port}.log"
+    with serving_process(
+        [sys.executable, "-m", "twinmesh.ogc.app"],
+        env=ogc_env(settings, port),
+        cwd=settings.data_dir,
+        log_path=log_path,
+        health_url=f"{url}/conformance",
+        name="OGC server",
+        timeout_s=timeout_s,
+    ) as proc:
         yield OgcServer(url=url, pid=proc.pid, log_path=log_path)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from tests.helpers.processes import serving_process
 
 __all__ = ["StacServer", "free_port", "running_stac_server"]
 
@@ -53,39 +50,14 @@ def running_stac_server(
     if dsn:
         env["TWINMESH_STAC__PGSTAC_DSN"] = dsn
     log_path = data_dir / f"stac-{backend}-{port}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "twinmesh.stac.api.app"],
-            cwd=data_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"the {backend} STAC server exited with {proc.returncode}:\n"
-                    + log_path.read_text(errors="replace")[-4000:]
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/_mgmt/ping", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the {backend} STAC server did not answer within {timeout_s}s:\n"
-                    + log_path.read_text(errors="replace")[-4000:]
-                )
-            time.sleep(0.2)
+    with serving_process(
+        [sys.executable, "-m", "twinmesh.stac.api.app"],
+        env=env,
+        cwd=data_dir,
+        log_path=log_path,
+        health_url=f"{url}/_mgmt/ping",
+        name=f"{backend} STAC server",
+        timeout_s=timeout_s,
+    ) as proc:
         yield StacServer(url=url, pid=proc.pid, log_path=log_path)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)

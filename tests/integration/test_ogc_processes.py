@@ -8,9 +8,7 @@ PostgreSQL. Client mistakes are 4xx in the OGC exception JSON, never 5xx."""
 from __future__ import annotations
 
 import io
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +23,7 @@ import xarray as xr
 from owslib.ogcapi.processes import Processes
 
 from tests.helpers.ogc_server import OgcServer, ogc_env, running_ogc_server
+from tests.helpers.processes import stop_process
 from tests.helpers.stac_server import free_port
 from twinmesh.core.capabilities import CAPABILITIES
 from twinmesh.core.engine import Engine
@@ -94,13 +93,7 @@ class Workers:
 
     @staticmethod
     def stop(proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_process(proc, timeout_s=20)
 
     def stop_all(self) -> None:
         for proc in self.procs:
