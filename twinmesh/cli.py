@@ -707,6 +707,7 @@ def up(
             f"print([c.id for c in Client.open('{stac}').get_collections()])\"\n"
             f"      {twinmesh} warnings fulda --issued 1987-03-20\n"
             f"      {twinmesh} verify fulda   # how far the warnings can be trusted\n"
+            f"      curl '{settings.ogc.base_url()}/processes'   # the OGC API (pygeoapi)\n"
             f"      {twinmesh} forecast fulda --submit   "
             f"# a job for the worker; then: {twinmesh} jobs list",
             soft_wrap=True,
