@@ -62,6 +62,7 @@ from twinmesh.ogc.processes import (
     bad_request,
     core_errors,
     output_formats,
+    results_document,
 )
 
 __all__ = ["CoreJobManager", "OGC_STATUS", "job_document", "execute_process", "get_job_result"]
@@ -179,12 +180,9 @@ class CoreJobManager(BaseManager):
                     f"{default.media_type}; ask for {request.format.media_type} "
                     "with a synchronous request"
                 )
-            if request.document:
-                raise bad_request(
-                    "response 'document' is available for synchronous execution only: "
-                    "an asynchronous job's result is sent raw"
-                )
             job_id = processor.submit(request)
+            if request.document:
+                self._remember_document(request.twin, job_id)
             headers = {"Preference-Applied": RequestedProcessExecutionMode.respond_async.value}
             return job_id, "application/json", None, JobStatus.accepted, headers
         media_type, content = processor.run(request)
@@ -195,6 +193,24 @@ class CoreJobManager(BaseManager):
         )
         # No job was stored: the id is only what pygeoapi's API function needs.
         return str(uuid.uuid4()), media_type, content, JobStatus.successful, applied
+
+    # The results form an asynchronous client asked for (``response``) is kept beside
+    # the job's result folder in the store, so any replica serves it after a restart.
+    _RESPONSE_FILE = "ogc-response"
+
+    def _response_path(self, twin: str, job_id: str) -> str:
+        return self.engine.store.result_path(twin, job_id, self._RESPONSE_FILE)
+
+    def _remember_document(self, twin: str, job_id: str) -> None:
+        path = self._response_path(twin, job_id)
+        fs = self.engine.store.fs
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with fs.open(path, "wb") as fh:
+            fh.write(b'{"response": "document"}')
+
+    def wants_document(self, job: Job) -> bool:
+        """Whether the job's client asked for a results document at execution."""
+        return bool(self.engine.store.fs.exists(self._response_path(job.twin, job.id)))
 
     def add_job(self, job_metadata: dict[str, Any]) -> str:
         raise NotImplementedError("jobs are created by core (engine.submit), not by pygeoapi")
@@ -239,13 +255,17 @@ class CoreJobManager(BaseManager):
         store = self.engine.store
         try:
             if fmt == "zarr":
-                return _SENT_AS[fmt], _zarr_as_netcdf(url, store.storage_options)
-            with store.fs.open(url, "rb") as fh:
-                content = fh.read()
+                content = _zarr_as_netcdf(url, store.storage_options)
+            else:
+                with store.fs.open(url, "rb") as fh:
+                    content = fh.read()
         except (FileNotFoundError, KeyError, OSError) as exc:
             logger.error("job %s: its stored result %s cannot be read: %r", job.id, url, exc)
             raise JobResultNotFoundError(job.id) from None
-        return _SENT_AS.get(fmt, str(record.get("media_type"))), content
+        media = _SENT_AS.get(fmt, str(record.get("media_type")))
+        if self.wants_document(job):
+            return results_document(media, content)
+        return media, content
 
     def delete_job(self, job_id: str) -> bool:
         """Dismiss: cancel the job and remove its row (the stored result stays, see the

@@ -358,14 +358,20 @@ def _encode(result: Result, request: ExecutionRequest) -> tuple[str, bytes]:
     media = JSON_MEDIA_TYPE if is_json else encoded.media_type
     if not request.document:
         return media, encoded.content
-    if request.format.name in ("json", "geojson"):
-        value = encoded.content
+    return results_document(encoded.media_type, encoded.content)
+
+
+def results_document(media_type: str, content: bytes) -> tuple[str, bytes]:
+    """A results document ``{"result": value}``: JSON values inline, binary ones
+    base64-encoded with their media type, as OGC qualifies them."""
+    if media_type.split(";")[0].strip() in ("application/json", "application/geo+json"):
+        value = content
     else:
         value = orjson.dumps(
             {
-                "value": base64.b64encode(encoded.content).decode("ascii"),
+                "value": base64.b64encode(content).decode("ascii"),
                 "encoding": "base64",
-                "mediaType": encoded.media_type,
+                "mediaType": media_type,
             }
         )
     return JSON_MEDIA_TYPE, b'{"' + OUTPUT_ID.encode() + b'":' + value + b"}"

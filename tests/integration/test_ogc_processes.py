@@ -340,11 +340,28 @@ def test_owslib_submits_an_async_job(server: OgcServer, client: httpx.Client) ->
     assert status["status"] == "accepted"
     assert api.response_headers["Location"] == f"{server.url}/jobs/{status['jobID']}"
     assert client.get(f"/jobs/{status['jobID']}").json()["processID"] == "simulate"
-    # owslib's default response=document cannot be honoured for an asynchronous job
-    # (its result is served raw): refused, not ignored.
-    with pytest.raises(RuntimeError, match="synchronous execution only"):
-        api.execute("simulate", inputs=SIMULATE, async_=True)
     assert client.delete(f"/jobs/{status['jobID']}").status_code == 200
+
+
+def test_owslib_default_async_document_is_kept_for_the_results(
+    ogc_settings: Settings, server: OgcServer, client: httpx.Client, workers: Workers
+) -> None:
+    """owslib's execute() asks for response=document: the job remembers it (in the
+    store, so any replica serves it), and its results come back as a document."""
+    warnings_inputs = {"twin": "fulda", "issued": "1987-03-20", "lead_days": 5}
+    status = Processes(server.url).execute("warnings", inputs=warnings_inputs, async_=True)
+    job_id = status["jobID"]
+    workers.start(ogc_settings)
+    _wait(lambda: _status(client, job_id, "successful"), 120, "the worker to run the job")
+    document = client.get(f"/jobs/{job_id}/results")
+    assert document.status_code == 200, document.text
+    assert document.json()["result"]["type"] == "FeatureCollection"
+    # A raw request's results stay raw.
+    raw = Processes(server.url).execute(
+        "warnings", inputs=warnings_inputs, async_=True, response="raw"
+    )
+    _wait(lambda: _status(client, raw["jobID"], "successful"), 120, "the raw job")
+    assert client.get(f"/jobs/{raw['jobID']}/results").json()["type"] == "FeatureCollection"
 
 
 def test_dismissing_a_queued_job_means_it_never_runs(
