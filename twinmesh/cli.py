@@ -642,6 +642,27 @@ def serve_ogc(
     serve(settings.model_copy(update={"ogc": ogc}))
 
 
+@serve_app.command("grpc")
+def serve_grpc(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8083).")] = None,
+) -> None:
+    """Serve the gRPC twin API (twinmesh.v1.TwinService, protos/twinmesh/v1): one call
+    per capability, jobs, the live state stream, observation ingest, replay and export;
+    with standard health checking and server reflection.
+
+    Try: grpcurl -plaintext 127.0.0.1:8083 describe twinmesh.v1.TwinService
+    """
+    from twinmesh.grpc.server import serve_grpc as serve
+
+    settings = _settings(ctx)
+    grpc = settings.grpc.model_copy(
+        update={k: v for k, v in {"host": host, "port": port}.items() if v}
+    )
+    serve(settings.model_copy(update={"grpc": grpc}))
+
+
 def _check_pgstac(dsn: str | None) -> None:
     """Fail with one clear line, not a pool time-out, when pgstac's database is not there."""
     if not dsn:
@@ -674,8 +695,9 @@ def up(
     """Run the whole mesh until Ctrl-C.
 
     Builds the demo twins on the first run, starts every service as its own process
-    (today: the STAC API, http://127.0.0.1:8081), prints each one's URL and a line
-    when all are ready, restarts a service that dies, and stops them all on Ctrl-C.
+    (the STAC API, the OGC API, the gRPC API and the job workers), prints each one's
+    URL and a line when all are ready, restarts a service that dies, and stops them all
+    on Ctrl-C.
     """
     from twinmesh.supervisor import Supervisor, mesh_services
 
@@ -701,6 +723,8 @@ def up(
         stac = settings.stac.base_url()
         python = _here(Path(sys.executable))
         twinmesh = _here(Path(sys.executable).with_name("twinmesh"))
+        grpcurl_path = Path(sys.executable).with_name("grpcurl")
+        grpcurl = _here(grpcurl_path) if grpcurl_path.exists() else "grpcurl"
         console.print(
             f"Try:  curl '{stac}/search?collections=fulda-forcing&datetime=1985-06-01'\n"
             f'      {python} -c "from pystac_client import Client; '
@@ -708,6 +732,8 @@ def up(
             f"      {twinmesh} warnings fulda --issued 1987-03-20\n"
             f"      {twinmesh} verify fulda   # how far the warnings can be trusted\n"
             f"      curl '{settings.ogc.base_url()}/processes'   # the OGC API (pygeoapi)\n"
+            f'      {grpcurl} -plaintext -d \'{{"twin_id": "fulda"}}\' {settings.grpc.address()} '
+            "twinmesh.v1.TwinService/GetTwin   # the gRPC API (reflection)\n"
             f"      {twinmesh} forecast fulda --submit   "
             f"# a job for the worker; then: {twinmesh} jobs list",
             soft_wrap=True,

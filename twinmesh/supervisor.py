@@ -42,8 +42,9 @@ class Service:
     name: str
     argv: list[str]
     url: str
-    #: URL that answers once the service is ready; None for a process without a port
-    #: (a worker), which counts as ready once it has run for a second.
+    #: URL that answers once the service is ready: ``http(s)://`` (any status below
+    #: 500) or ``grpc://host:port`` (the standard gRPC health check says SERVING); None
+    #: for a process without a port (a worker), ready once it has run for a second.
     health_url: str | None
     description: str
     host: str = "127.0.0.1"
@@ -56,8 +57,8 @@ class Service:
 
 
 def mesh_services(settings: Settings) -> list[Service]:
-    """The services that exist so far (the STAC API, the OGC API and the job workers);
-    later adapters add theirs here."""
+    """The services that exist so far (the STAC API, the OGC API, the gRPC API and the
+    job workers); later adapters add theirs here."""
     base = settings.stac.base_url()
     return [
         Service(
@@ -79,6 +80,16 @@ def mesh_services(settings: Settings) -> list[Service]:
             host=settings.ogc.host,
             port=settings.ogc.port,
             port_setting="TWINMESH_OGC__PORT",
+        ),
+        Service(
+            name="grpc",
+            argv=[sys.executable, "-m", "twinmesh.cli", "serve", "grpc"],
+            url=settings.grpc.address(),
+            health_url=f"grpc://{settings.grpc.host}:{settings.grpc.port}",
+            description="gRPC twin API (twinmesh.v1.TwinService, reflection)",
+            host=settings.grpc.host,
+            port=settings.grpc.port,
+            port_setting="TWINMESH_GRPC__PORT",
         ),
         *(
             Service(
@@ -214,6 +225,10 @@ class Supervisor:
     def _healthy(self, service: Service) -> bool:
         if service.health_url is None:
             return time.monotonic() - service.started_at > 1.0
+        if service.health_url.startswith("grpc://"):
+            from twinmesh.grpc.server import serving
+
+            return serving(service.health_url.removeprefix("grpc://"), timeout_s=2.0)
         try:
             return httpx.get(service.health_url, timeout=2.0).status_code < 500
         except httpx.HTTPError:

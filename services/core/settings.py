@@ -19,7 +19,14 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-__all__ = ["Settings", "StacSettings", "JobSettings", "load_settings"]
+__all__ = [
+    "Settings",
+    "StacSettings",
+    "OgcSettings",
+    "GrpcSettings",
+    "JobSettings",
+    "load_settings",
+]
 
 
 def _default_data_dir() -> Path:
@@ -56,6 +63,28 @@ class OgcSettings(BaseModel):
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
+class GrpcSettings(BaseModel):
+    """Where the gRPC twin API (``protos/twinmesh/v1``) listens, and its limits."""
+
+    host: str = "127.0.0.1"
+    port: int = 8083
+    #: Largest message sent or received (bytes): a bigger request is refused by gRPC, a
+    #: bigger result is RESOURCE_EXHAUSTED naming this setting (ask for less, or submit a
+    #: job and read the stored result).
+    max_message_bytes: int = Field(default=16 * 1024**2, ge=64 * 1024, le=2**31 - 1)
+    #: Threads computing capability calls at once (model runs); more calls wait their
+    #: turn, and a call whose deadline passes while it waits is never computed.
+    compute_threads: int = Field(default=4, ge=1, le=256)
+    #: Seconds the calls in flight get to finish when the server is stopped.
+    shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+    #: Address clients reach the API at (``host:port``, shown by ``twinmesh up``);
+    #: defaults to host:port.
+    public_address: str | None = None
+
+    def address(self) -> str:
+        return self.public_address or f"{self.host}:{self.port}"
+
+
 class JobSettings(BaseModel):
     """How ``twinmesh worker`` processes claim and hold jobs."""
 
@@ -89,6 +118,7 @@ class Settings(BaseSettings):
     storage_options: dict[str, object] = Field(default_factory=dict)
     stac: StacSettings = Field(default_factory=StacSettings)
     ogc: OgcSettings = Field(default_factory=OgcSettings)
+    grpc: GrpcSettings = Field(default_factory=GrpcSettings)
     #: The jobs / models / event log database: SQLite in the data dir by default,
     #: ``postgresql://user:pass@host:5432/db`` at scale.
     database_url: str | None = None

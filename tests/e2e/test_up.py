@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 import xarray as xr
@@ -16,21 +17,24 @@ from mesh import start_up
 from pystac_client import Client
 
 from tests.helpers.stac_server import free_port
+from twinmesh.v1 import twin_pb2, twin_pb2_grpc
 
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory):
     data_dir: Path = tmp_path_factory.mktemp("up")
-    port, ogc_port = free_port(), free_port()
+    port, ogc_port, grpc_port = free_port(), free_port(), free_port()
     env = {
         "TWINMESH_STAC__PORT": str(port),
         "TWINMESH_OGC__PORT": str(ogc_port),
+        "TWINMESH_GRPC__PORT": str(grpc_port),
         "TWINMESH_CALIBRATION_REPETITIONS": "800",
     }
     proc, lines = start_up(data_dir, env=env)
     yield {
         "url": f"http://127.0.0.1:{port}",
         "ogc_url": f"http://127.0.0.1:{ogc_port}",
+        "grpc_address": f"127.0.0.1:{grpc_port}",
         "proc": proc,
         "lines": lines,
         "data_dir": data_dir,
@@ -146,12 +150,32 @@ def test_the_ogc_api_lists_the_twins_capabilities_and_datacubes(mesh) -> None:
     }
 
 
+def test_the_grpc_api_serves_the_twins_and_says_how_to_call_it(mesh) -> None:
+    assert mesh["grpc_address"] in "".join(mesh["lines"])
+    # the "Try:" lines, printed with the ready line, show a grpcurl call (readline, not
+    # select: start_up's reads may have buffered them already)
+    hint = ""
+    for _ in range(20):
+        line = mesh["proc"].stdout.readline()
+        mesh["lines"].append(line)
+        if not line or "grpcurl" in line:
+            hint = line
+            break
+    assert f'-plaintext -d \'{{"twin_id": "fulda"}}\' {mesh["grpc_address"]}' in hint
+    with grpc.insecure_channel(mesh["grpc_address"]) as channel:
+        stub = twin_pb2_grpc.TwinServiceStub(channel)
+        twins = stub.ListTwins(twin_pb2.ListTwinsRequest(), timeout=30).twins
+        assert {t.id for t in twins} == {"fulda", "delaware"}
+        twin = stub.GetTwin(twin_pb2.GetTwinRequest(twin_id="fulda"), timeout=30).twin
+        assert "forecast" in twin.capabilities and len(twin.regions) == 6
+
+
 def test_ctrl_c_stops_every_process(mesh) -> None:
     proc = mesh["proc"]
     children = [
         int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     ]
-    assert len(children) == 3  # the STAC API, the OGC API and one worker
+    assert len(children) == 4  # the STAC API, the OGC API, the gRPC API and one worker
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
