@@ -22,3 +22,4 @@ bench:
 	.venv/bin/python bench/jobs.py
 	.venv/bin/python bench/verify.py
 	.venv/bin/python bench/ogc_overhead.py
+	.venv/bin/python bench/grpc_throughput.py

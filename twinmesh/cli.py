@@ -523,8 +523,19 @@ def events_ingest(
                 f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors()
             )
             raise InvalidParameter(f"{path} line {line}: {problems}") from None
-    report = engine.log.ingest_observations(engine.twin(twin), observations)
+    twin_doc = engine.twin(twin)
+    report = engine.log.ingest_observations(twin_doc, observations)
     console.print(f"{report.stored} stored, {report.duplicates} duplicates ({len(rows)} rows)")
+    # An observation that moves a region into another flood level re-issues the twin's
+    # warnings as a job, as the gRPC ingest does.
+    from twinmesh.core.triggers import WarningTrigger
+
+    changes = WarningTrigger(engine, threaded=False).after_ingest(twin_doc, report.events)
+    for c in changes:
+        console.print(
+            f"{c.region}: flood level {c.before} -> {c.after} ({c.value_m3s:g} m3/s at "
+            f"{c.location}, {c.observed:%Y-%m-%d}); warnings re-issued as a job"
+        )
 
 
 @events_app.command("tail")

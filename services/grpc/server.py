@@ -387,6 +387,11 @@ def create_server(settings: Settings, *, engine: Engine | None = None) -> grpc.a
 
 async def _serve(settings: Settings) -> None:
     parts = _build(settings, None)
+    streams = _streams()
+    if streams is not None:
+        # The state streams' first reads (the Zarr stack's imports) hold the GIL long
+        # enough to stall live streams: done before the server answers health checks.
+        await streams.prepare(parts.engine)
     await parts.server.start()
     logger.info(
         "twinmesh gRPC API (%s, health, reflection) on %s:%s",
@@ -404,7 +409,6 @@ async def _serve(settings: Settings) -> None:
         await parts.health.enter_graceful_shutdown()
         await parts.server.stop(settings.grpc.shutdown_grace_seconds)
         parts.servicer.close()
-        streams = _streams()
         if streams is not None:  # its follower and warning-trigger threads
             await asyncio.to_thread(streams.close_hub, parts.engine)
         await asyncio.to_thread(parts.engine.close)

@@ -119,3 +119,26 @@ def test_observations_ingest_idempotently_and_export(demo_settings: Settings, tm
     bad.write_text("variable,location,time,value\ndischarge,upper-fulda,1988-01-01,1\n")
     refused = run("events", "ingest", "fulda", str(bad), settings=demo_settings)
     assert refused.returncode == 2 and "line 2: units" in refused.stderr
+
+
+def test_ingesting_a_flood_level_reissues_the_warnings_as_a_job(
+    demo_settings: Settings, tmp_path
+) -> None:
+    """The CLI ingest path runs the same trigger as the gRPC ingest: discharge at the
+    outlet gauge above the 2-year level queues one warnings job for the twin."""
+    data_dir = tmp_path / "own"
+    shutil.copytree(demo_settings.resolved_store_url, data_dir / "store")
+    own = Settings(data_dir=data_dir)
+    csv = tmp_path / "flood.csv"
+    csv.write_text(
+        "variable,location,time,value,units\ndischarge_m3s,grebenau,1987-03-25,480.0,m3 s-1\n"
+    )
+    done = run("events", "ingest", "fulda", str(csv), settings=own)
+    assert done.returncode == 0, done.stderr
+    assert "fulda-basin: flood level none ->" in done.stdout, done.stdout
+    from twinmesh.core.engine import Engine
+
+    engine = Engine(own)
+    queued = [j for j in engine.jobs.list() if j.capability == "warnings"]
+    engine.close()
+    assert len(queued) == 1 and queued[0].inputs["issued"] == "1987-03-25"
