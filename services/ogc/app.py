@@ -155,6 +155,10 @@ def _routes(api: Any) -> list[Route]:
                 405, "MethodNotAllowed", "the collections are read-only: items cannot be added"
             )
         # POST with a CQL2-JSON body is a search, as in pygeoapi's own routes.
+        if request.method == "POST" and (
+            refused := not_json(request, ("application/json", "application/query-cql-json"))
+        ):
+            return refused
         return await call(itemtypes_api.get_collection_items, request, cid)
 
     async def coverage(request: Request) -> Response:
@@ -179,7 +183,20 @@ def _routes(api: Any) -> list[Route]:
     async def processes(request: Request) -> Response:
         return await call(processes_api.describe_processes, request, path(request, "pid"))
 
+    def not_json(request: Request, accepted: tuple[str, ...]) -> Response | None:
+        """A body in another media type than the operation takes is a 415, not read."""
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media in accepted:
+            return None
+        return ogc_exception(
+            415,
+            "UnsupportedMediaType",
+            f"the body must be {' or '.join(accepted)}, got {media or 'no content type'}",
+        )
+
     async def execute(request: Request) -> Response:
+        if (refused := not_json(request, ("application/json",))) is not None:
+            return refused
         # twinmesh's versions of pygeoapi's functions (see twinmesh.ogc.manager): a body
         # that is not a JSON object is a 400, Location only on a 201, core's own errors.
         return await call(ogc_manager.execute_process, request, path(request, "pid"))

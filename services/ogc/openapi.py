@@ -231,4 +231,5 @@ def self_contained(openapi: dict[str, Any]) -> dict[str, Any]:
                 responses.setdefault(status, _error(description))
             if method in ("post", "put", "patch"):
                 responses.setdefault("413", _error("The request body is over the limit."))
+                responses.setdefault("415", _error("The body is not in a media type it takes."))
     return doc

@@ -266,6 +266,13 @@ def test_a_body_that_is_not_a_json_object_is_a_400(client: httpx.Client, raw: by
     _assert_ogc_exception(response, 400)
 
 
+def test_a_body_in_another_media_type_is_a_415(client: httpx.Client) -> None:
+    body = b'{"inputs": {"twin": "fulda", "start": "1985-01-01", "end": "1985-01-31"}}'
+    for media in ("text/plain", "application/x-www-form-urlencoded", ""):
+        response = client.post(SIMULATE_URL, content=body, headers={"content-type": media})
+        assert _assert_ogc_exception(response, 415)["type"] == "UnsupportedMediaType"
+
+
 def test_unknown_jobs_are_404s(client: httpx.Client) -> None:
     for job_id in (str(uuid.uuid4()), "not-a-uuid"):
         _assert_ogc_exception(client.get(f"/jobs/{job_id}"), 404)
