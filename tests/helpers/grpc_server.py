@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.helpers.processes import stop_process
+from tests.helpers.processes import serving_process
 from tests.helpers.stac_server import free_port
 from twinmesh.core.settings import Settings
 from twinmesh.grpc.server import serving
@@ -63,29 +61,13 @@ def running_grpc_server(
     port = port or free_port()
     address = f"127.0.0.1:{port}"
     log_path = settings.data_dir / f"grpc-{port}.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "twinmesh.grpc.server"],
-            cwd=settings.data_dir,
-            env=grpc_env(settings, port),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not serving(address, timeout_s=1.0):
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"the gRPC server exited with {proc.returncode}:\n"
-                    + log_path.read_text(errors="replace")[-4000:]
-                )
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the gRPC server did not answer within {timeout_s}s:\n"
-                    + log_path.read_text(errors="replace")[-4000:]
-                )
-            time.sleep(0.2)
+    with serving_process(
+        [sys.executable, "-m", "twinmesh.grpc.server"],
+        env=grpc_env(settings, port),
+        cwd=settings.data_dir,
+        log_path=log_path,
+        ready=lambda: serving(address, timeout_s=1.0),
+        name="gRPC server",
+        timeout_s=timeout_s,
+    ) as proc:
         yield GrpcServer(address=address, pid=proc.pid, log_path=log_path)
-    finally:
-        stop_process(proc)

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -34,11 +34,13 @@ def serving_process(
     env: dict[str, str],
     cwd: Path,
     log_path: Path,
-    health_url: str,
+    health_url: str | None = None,
+    ready: Callable[[], bool] | None = None,
     name: str,
     timeout_s: float = 120,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``argv`` until ``health_url`` answers 200, yield it, stop it by its pid.
+    """Run ``argv`` until ``health_url`` answers 200 (or ``ready()`` is true), yield it,
+    stop it by its pid.
 
     Raises RuntimeError with the end of the log if it exits or stays silent."""
     with open(log_path, "ab") as log:
@@ -53,9 +55,12 @@ def serving_process(
                     f"the {name} exited with {proc.returncode}:\n"
                     + log_path.read_text(errors="replace")[-4000:]
                 )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(health_url, timeout=2).status_code == 200:
-                    break
+            if ready is not None and ready():
+                break
+            if health_url is not None:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(health_url, timeout=2).status_code == 200:
+                        break
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"the {name} did not answer within {timeout_s}s:\n"

@@ -15,11 +15,11 @@ from twinmesh.core.capabilities.declaration import Capability, Features
 from twinmesh.core.capabilities.hydrology import (
     ForecastInputs,
     RegionForcing,
-    _select_regions,
     compute_forecast,
     forecast_bytes,
     is_perfect_forecast,
     region_forcing,
+    select_regions,
 )
 from twinmesh.core.errors import InvalidParameter
 from twinmesh.core.geo import region_mask
@@ -316,7 +316,7 @@ def region_warnings(
     regions = [str(r) for r in fc["region"].values]
     # The version the forecast ran, even if "current" moved meanwhile.
     model = engine.model(twin, fc_result.model_version or inputs.model_version)
-    thresholds = model_thresholds(engine, twin, model, forcing, _select_regions(twin, regions))
+    thresholds = model_thresholds(engine, twin, model, forcing, select_regions(twin, regions))
     periods = thresholds.periods
     peaks = fc["discharge_m3s"].max(dim="t").values  # (member, region)
     probability, levels = issue_warnings(peaks, thresholds.levels_m3s, periods)

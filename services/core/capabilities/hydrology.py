@@ -44,6 +44,8 @@ __all__ = [
     "PERFECT_FORECAST",
     "is_perfect_forecast",
     "region_state",
+    "select_regions",
+    "twin_latitude",
     "run_members",
     "compute_forecast",
 ]
@@ -134,17 +136,17 @@ def region_forcing(store: DatacubeStore, twin: Twin) -> RegionForcing:
     time = pd.DatetimeIndex(cube["t"].values)
     precip = region_means(cube["precipitation"], twin.regions).astype("float64")
     temp = region_means(cube["temperature"], twin.regions).astype("float64")
-    lat = _latitude(twin)
+    lat = twin_latitude(twin)
     doy = time.day_of_year.to_numpy()
     pet = np.stack([pet_oudin(temp[k], doy, lat) for k in range(len(twin.regions))])
     return RegionForcing(time, twin.regions, precip, temp, pet)
 
 
-def _latitude(twin: Twin) -> float:
+def twin_latitude(twin: Twin) -> float:
     return float(twin.properties.get("latitude_deg", 0.5 * (twin.bbox[1] + twin.bbox[3])))
 
 
-def _select_regions(twin: Twin, region_ids: list[str] | None) -> list[int]:
+def select_regions(twin: Twin, region_ids: list[str] | None) -> list[int]:
     if not region_ids:
         return list(range(len(twin.regions)))
     index = {r.id: k for k, r in enumerate(twin.regions)}
@@ -167,7 +169,7 @@ def compute_simulate(
     """
     check_time_range(inputs.start, inputs.end, twin.time_extent)
     factor = inputs.precipitation_factor
-    selected = _select_regions(twin, inputs.regions)
+    selected = select_regions(twin, inputs.regions)
     model = engine.model(twin, inputs.model_version)
     runner = runner_for(model)
     progress(0.0, "reading forcing")
@@ -323,7 +325,7 @@ def compute_forecast(
             f"members={inputs.members} is more"
         )
     issued_d = _issue_day(engine, twin, inputs.issued, lead_days, inputs.forcing)
-    selected = _select_regions(twin, inputs.regions)
+    selected = select_regions(twin, inputs.regions)
     model = engine.model(twin, inputs.model_version)
     runner = runner_for(model)
     progress(0.0, "reading forcing")
@@ -342,7 +344,7 @@ def compute_forecast(
         precip, temp, starts = ens.precipitation_mm, ens.temperature_c, ens.trace_start
         mode = ensemble_mode(ens.method, ens.members)
     members = precip.shape[0]
-    lat = _latitude(twin)
+    lat = twin_latitude(twin)
     out = np.empty((members, lead_days, len(selected)))
     for j, k in enumerate(selected):
         progress(j / len(selected), f"region {twin.regions[k].id}")

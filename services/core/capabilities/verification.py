@@ -42,10 +42,10 @@ from twinmesh.core.capabilities.hydrology import (
     MAX_LEAD_DAYS,
     SPIN_UP_DAYS,
     RegionForcing,
-    _latitude,
     region_forcing,
     region_state,
     run_members,
+    twin_latitude,
 )
 from twinmesh.core.ensembles import ENSEMBLE_ROLE
 from twinmesh.core.errors import InvalidParameter, OutOfExtent
@@ -263,7 +263,7 @@ def _verify_point(
     ens = ens.sel(issued=time[index].values, region=region.id).isel(lead=slice(0, lead))
     ens_p = np.asarray(ens["precipitation"].transpose("issued", "member", "lead").values)
     ens_t = np.asarray(ens["temperature"].transpose("issued", "member", "lead").values)
-    lat = _latitude(twin)
+    lat = twin_latitude(twin)
 
     p_esp = np.empty(index.size)
     p_pf = np.empty(index.size)
