@@ -10,7 +10,10 @@ without doing anything. Measures, from a ``grpc.aio`` client in this process:
 - unary calls/s and p50/p99 latency of ``GetJob`` (a job row read from SQLite) and
   ``GetTwin`` (the twin document, 15 kB) at concurrency 1 and 16 (one channel), each
   against the echo of its own response (target: >= 0.8x the echo at c=16); the best of
-  two alternating runs of each, as other load on the machine hits both sides alike;
+  two alternating runs of each, as other load on the machine hits both sides alike.
+  The server runs with its default read cache (``grpc.read_cache_seconds`` = 0.5: an
+  answer may be that old); a second server with the cache off shows what each call
+  costs when every call reads the store (c=16);
 - ``StreamState`` at 30 Hz to 100 concurrent subscribers for 10 s: frames dropped
   (frames whose tick passed in the window but never arrived; target 0) and lag p99
   (arrival minus the frame's tick ``first sent + (n - 1) / 30``: the server's scheduling
@@ -244,7 +247,13 @@ def main() -> None:
             "GetTwin": (twin_pb2.GetTwinRequest(twin_id="fulda"), twin_pb2.GetTwinResponse),
         }
         rows = []
-        with running_grpc_server(settings) as server:
+        uncached = settings.model_copy(
+            update={"grpc": settings.grpc.model_copy(update={"read_cache_seconds": 0.0})}
+        )
+        with (
+            running_grpc_server(settings) as server,
+            running_grpc_server(uncached) as server_off,
+        ):
             with grpc.insecure_channel(server.address) as channel:
                 canned = {
                     m: channel.unary_unary(SERVICE + m)(req.SerializeToString(), timeout=30)
@@ -253,16 +262,20 @@ def main() -> None:
             with echo_server(canned, data) as (echo, echo_pid):
                 for method, (req, response_type) in calls.items():
                     body = req.SerializeToString()
-                    for c in CONCURRENCY:
+                    cases = [(server.address, "0.5 s", c) for c in CONCURRENCY]
+                    cases.append((server_off.address, "off", CONCURRENCY[-1]))
+                    for address, cache, c in cases:
                         # Alternating rounds, the best of each: other load on the machine
                         # hits both sides alike.
                         bases, reals = [], []
                         for _ in range(ROUNDS):
                             bases.append(asyncio.run(unary(echo, method, body, response_type, c)))
                             reals.append(
-                                asyncio.run(unary(server.address, method, body, response_type, c))
+                                asyncio.run(unary(address, method, body, response_type, c))
                             )
-                        rows.append((method, len(canned[method]), c, _best(reals), _best(bases)))
+                        rows.append(
+                            (method, cache, len(canned[method]), c, _best(reals), _best(bases))
+                        )
                 echo_mb = peak_rss_mb(echo_pid)
             print(f"StreamState: {SUBSCRIBERS} subscribers at {RATE_HZ:g} Hz...", flush=True)
             live = asyncio.run(stream(server.address))
@@ -275,14 +288,15 @@ def main() -> None:
         f"best of {ROUNDS} alternating runs of {UNARY_SECONDS:g} s, one grpc.aio client channel"
     )
     print(
-        f"{'call':<8} {'bytes':>6} {'c':>3} {'calls/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'echo calls/s':>13} {'echo p50':>9} {'echo p99':>9} {'ratio':>6}"
+        f"{'call':<8} {'cache':>6} {'bytes':>6} {'c':>3} {'calls/s':>9} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'echo calls/s':>13} {'echo p50':>9} {'echo p99':>9} {'ratio':>6}"
     )
-    for method, size, c, real, base in rows:
+    for method, cache, size, c, real, base in rows:
         print(
-            f"{method:<8} {size:>6} {c:>3} {real['calls_per_s']:>9.0f} {real['p50_ms']:>7.2f} "
-            f"{real['p99_ms']:>7.2f} {base['calls_per_s']:>13.0f} {base['p50_ms']:>9.2f} "
-            f"{base['p99_ms']:>9.2f} {real['calls_per_s'] / base['calls_per_s']:>6.2f}"
+            f"{method:<8} {cache:>6} {size:>6} {c:>3} {real['calls_per_s']:>9.0f} "
+            f"{real['p50_ms']:>7.2f} {real['p99_ms']:>7.2f} {base['calls_per_s']:>13.0f} "
+            f"{base['p50_ms']:>9.2f} {base['p99_ms']:>9.2f} "
+            f"{real['calls_per_s'] / base['calls_per_s']:>6.2f}"
         )
     print()
     print(

@@ -54,7 +54,8 @@ models_app = typer.Typer(
     no_args_is_help=True,
 )
 events_app = typer.Typer(
-    help="The warning and observation log: replay, follow, export.", no_args_is_help=True
+    help="The log of warnings, observations and job changes: replay, follow, export.",
+    no_args_is_help=True,
 )
 serve_app = typer.Typer(
     help="Serve one interface in the foreground (`twinmesh up` serves all).", no_args_is_help=True
@@ -465,7 +466,7 @@ def events_export(
     path: Annotated[Path, typer.Argument(help="File to write: .parquet or .csv.")],
     twin: Annotated[str | None, typer.Option(help="Only this twin.")] = None,
     kind: Annotated[
-        list[str] | None, typer.Option(help="warning and/or observation (default both).")
+        list[str] | None, typer.Option(help="warning, observation and/or job (default all).")
     ] = None,
     start: Annotated[str | None, typer.Option(help="From this time (ISO 8601).")] = None,
     end: Annotated[str | None, typer.Option(help="Until this time (ISO 8601).")] = None,
@@ -549,7 +550,12 @@ def events_tail(
     events = log.subscribe(after) if follow else iter(log.replay(after))
     try:
         for e in events:
-            what = e.payload.get("flood_level") if e.kind == "warning" else e.payload.get("value")
+            what = {
+                "warning": e.payload.get("flood_level"),
+                "observation": e.payload.get("value"),
+                "job": f"{e.payload.get('id')} {e.payload.get('status')} "
+                f"{e.payload.get('progress', 0):.0%}",
+            }.get(e.kind)
             console.print(f"{e.seq:>8} {e.kind:<11} {e.twin} {e.region or ''} {e.time} {what}")
     except KeyboardInterrupt:
         pass

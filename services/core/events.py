@@ -1,4 +1,5 @@
-"""The event log: issued warnings and ingested observations in one ordered sequence.
+"""The event log: issued warnings, ingested observations and job changes in one ordered
+sequence.
 
 Why one log: a warning page, an OGC Features collection, a server-sent-events stream
 and an audit export all want the same thing, "what happened to this twin, in order,
@@ -66,11 +67,14 @@ __all__ = [
     "MAX_OBSERVATIONS_PER_BATCH",
     "MAX_REPLAY_LIMIT",
     "read_export",
+    "job_event_row",
+    "append_events",
+    "wake_subscribers",
 ]
 
 logger = logging.getLogger(__name__)
 
-EventKind = Literal["warning", "observation"]
+EventKind = Literal["warning", "observation", "job"]
 ExportFormat = Literal["parquet", "csv"]
 _KINDS: tuple[str, ...] = get_args(EventKind)
 
@@ -613,6 +617,62 @@ class EventLog:
         except Exception as exc:  # no LISTEN: subscribers still work, by polling
             logger.warning("cannot LISTEN for events (%s); polling instead", exc)
             return None
+
+
+#: What a job event's payload keeps of the job: no owner, worker, lease or inputs (the
+#: log is readable by every subscriber; the job itself is behind its own access rules).
+_JOB_EVENT_FIELDS = (
+    "id",
+    "capability",
+    "status",
+    "progress",
+    "message",
+    "error",
+    "result",
+    "model_version",
+    "attempts",
+    "created",
+    "started",
+    "finished",
+    "updated",
+)
+
+
+def job_event_row(job: dict[str, Any]) -> dict[str, Any]:
+    """The ``job`` event row for a job's new state (``Job.to_dict()``): one per status
+    change or progress report, keyed uniquely (a job's history is every change)."""
+    payload = {k: job.get(k) for k in _JOB_EVENT_FIELDS}
+    return {
+        "kind": "job",
+        "twin": job["twin"],
+        "region": None,
+        "variable": job["capability"],
+        "time": _as_utc(datetime.fromisoformat(job["updated"])),
+        "key": f"{job['id']}:{uuid.uuid4().hex}",
+        "payload": _json_safe(payload),
+        "recorded": utcnow(),
+    }
+
+
+def append_events(db: Database, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Append event rows inside the caller's write transaction ``conn`` of ``db``
+    (the job store's): takes the event lock (PostgreSQL), so seq order stays commit
+    order, and announces them at commit. Call :func:`wake_subscribers` after the commit."""
+    if not rows:
+        return
+    if db.is_postgres:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _EVENTS_LOCK_KEY})
+    conn.execute(events.insert(), list(rows))
+    if db.is_postgres:
+        top = _max_seq(conn)
+        conn.execute(
+            text("SELECT pg_notify(:channel, :seq)"), {"channel": NOTIFY_CHANNEL, "seq": str(top)}
+        )
+
+
+def wake_subscribers(db: Database) -> None:
+    """Wake this process's subscribers of ``db``'s log (after a commit of events)."""
+    _signal_for(db.url).notify()
 
 
 def read_export(path: str | os.PathLike[str]) -> pd.DataFrame:

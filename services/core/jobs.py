@@ -6,6 +6,10 @@ with a lease (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: the write lock of 
 ``BEGIN IMMEDIATE`` transaction), renew the lease while they work, and a job whose
 worker died is claimed again by another worker once the lease has expired.
 
+Every change of a job's state (submitted, claimed, a new progress report, finished,
+dismissed, deleted) is also a ``job`` event in core's log, written in the same
+transaction: subscribers (gRPC ``StreamState``) see jobs move without polling the table.
+
 Statuses follow OGC API - Processes (accepted, running, successful, failed,
 dismissed); :data:`OPENEO_STATUS` maps them onto openEO's.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -23,6 +28,7 @@ from sqlalchemy import and_, delete, or_, select, update
 
 from twinmesh.core.db import Database, jobs, utcnow
 from twinmesh.core.errors import InvalidParameter, JobNotFinished, UnknownJob
+from twinmesh.core.events import append_events, job_event_row, wake_subscribers
 
 __all__ = ["JobStatus", "OPENEO_STATUS", "Job", "JobStore", "Lease"]
 
@@ -129,6 +135,8 @@ class JobStore:
                     cancel_requested=False,
                 )
             )
+            self._log(conn, [job_id])
+        wake_subscribers(self.db)
         return self.get(job_id)
 
     def get(self, job_id: str) -> Job:
@@ -185,6 +193,8 @@ class JobStore:
                     finished=utcnow(),
                 )
             )
+            self._log(conn, [job.id])
+        wake_subscribers(self.db)
         return self.get(job_id)
 
     def delete(self, job_id: str) -> Job:
@@ -192,7 +202,11 @@ class JobStore:
         result is the caller's to remove (results are immutable while referenced)."""
         job = self.cancel(job_id)
         with self.db.begin() as conn:
-            conn.execute(delete(jobs).where(jobs.c.id == job.id))
+            if conn.execute(delete(jobs).where(jobs.c.id == job.id)).rowcount:
+                gone = {**job.to_dict(), "status": "deleted", "message": "deleted"}
+                gone["updated"] = utcnow().isoformat()
+                append_events(self.db, conn, [job_event_row(gone)])
+        wake_subscribers(self.db)
         return job
 
     def result(self, job_id: str) -> dict[str, Any]:
@@ -233,11 +247,13 @@ class JobStore:
             pick = pick.where(jobs.c.id == job_id)
         if self.db.is_postgres:
             pick = pick.with_for_update(skip_locked=True)
+        failed: list[str] = []
+        claimed = None
         with self.db.begin() as conn:
             while True:
                 row = conn.execute(pick).first()
                 if row is None:
-                    return None
+                    break
                 job_id, status, attempts = row
                 if status != JobStatus.RUNNING.value or attempts < max_attempts:
                     break
@@ -258,22 +274,27 @@ class JobStore:
                         finished=stamp,
                     )
                 )
-            stamp = utcnow()
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id)
-                .values(
-                    status=JobStatus.RUNNING.value,
-                    worker=worker,
-                    lease_until=now + lease_seconds,
-                    attempts=jobs.c.attempts + 1,
-                    started=stamp,
-                    updated=stamp,
-                    message="running",
+                failed.append(job_id)
+            if row is not None:
+                stamp = utcnow()
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id)
+                    .values(
+                        status=JobStatus.RUNNING.value,
+                        worker=worker,
+                        lease_until=now + lease_seconds,
+                        attempts=jobs.c.attempts + 1,
+                        started=stamp,
+                        updated=stamp,
+                        message="running",
+                    )
                 )
-            )
-            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
-        return _job(row)
+                claimed = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+            self._log(conn, failed, rows=[claimed] if claimed is not None else None)
+        if failed or claimed is not None:
+            wake_subscribers(self.db)
+        return _job(claimed) if claimed is not None else None
 
     def renew(
         self,
@@ -290,7 +311,11 @@ class JobStore:
             values["progress"] = max(0.0, min(1.0, float(progress)))
         if message is not None:
             values["message"] = message[:1000]
+        changed = False
         with self.db.begin() as conn:
+            before = conn.execute(
+                select(jobs.c.progress, jobs.c.message).where(jobs.c.id == job_id)
+            ).first()
             held = conn.execute(
                 update(jobs)
                 .where(
@@ -301,14 +326,25 @@ class JobStore:
                 .values(**values)
             ).rowcount
             if held:
-                return Lease(held=True, cancelled=False)
-            status = conn.execute(select(jobs.c.status).where(jobs.c.id == job_id)).scalar()
+                # A heartbeat that reports nothing new is not an event.
+                changed = before is not None and (
+                    ("progress" in values and values["progress"] != before.progress)
+                    or ("message" in values and values["message"] != before.message)
+                )
+                if changed:
+                    self._log(conn, [job_id])
+            else:
+                status = conn.execute(select(jobs.c.status).where(jobs.c.id == job_id)).scalar()
+        if changed:
+            wake_subscribers(self.db)
+        if held:
+            return Lease(held=True, cancelled=False)
         return Lease(held=False, cancelled=status == JobStatus.DISMISSED.value)
 
     def _finish(self, job_id: str, worker: str, **values: Any) -> bool:
         stamp = utcnow()
         with self.db.begin() as conn:
-            return bool(
+            done = bool(
                 conn.execute(
                     update(jobs)
                     .where(
@@ -319,6 +355,11 @@ class JobStore:
                     .values(updated=stamp, finished=stamp, lease_until=None, **values)
                 ).rowcount
             )
+            if done:
+                self._log(conn, [job_id])
+        if done:
+            wake_subscribers(self.db)
+        return done
 
     def complete(
         self, job_id: str, worker: str, result: dict[str, Any], *, model_version: str | None
@@ -343,6 +384,17 @@ class JobStore:
             message=str(error.get("message", "failed"))[:1000],
             error=error,
         )
+
+    def _log(self, conn: Any, job_ids: Sequence[str], rows: Sequence[Any] | None = None) -> None:
+        """Append a ``job`` event for each job's state as it is now in ``conn``'s
+        transaction (after every row change of that transaction: on PostgreSQL the
+        event lock is taken last, so it never waits while holding it)."""
+        found = list(rows or [])
+        for job_id in job_ids:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+            if row is not None:
+                found.append(row)
+        append_events(self.db, conn, [job_event_row(_job(r).to_dict()) for r in found])
 
     def counts(self) -> dict[str, int]:
         """Jobs per status (for ``twinmesh jobs`` and health pages)."""

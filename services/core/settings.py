@@ -77,6 +77,10 @@ class GrpcSettings(BaseModel):
     compute_threads: int = Field(default=4, ge=1, le=256)
     #: Seconds the calls in flight get to finish when the server is stopped.
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+    #: How old a ``GetTwin``/``GetJob``/``ListTwins`` answer may be (seconds): answers are
+    #: kept in memory this long, so hard-polling clients do not each cost a read (0: off).
+    #: Changes made through this server show at once; others within this age.
+    read_cache_seconds: float = Field(default=0.5, ge=0, le=60)
     #: Address clients reach the API at (``host:port``, shown by ``twinmesh up``);
     #: defaults to host:port.
     public_address: str | None = None

@@ -152,7 +152,7 @@ def coverage_result(result: Result) -> twin_pb2.CoverageResult:
     for name, coord in data.coords.items():
         if coord.ndim != 1:
             continue
-        out = message.coordinates.add(name=str(name))
+        out = message.coordinates.add(name=str(name), dim=str(coord.dims[0]))
         values = np.asarray(coord.values)
         if np.issubdtype(values.dtype, np.datetime64):
             out.times.extend(_timestamps(values))

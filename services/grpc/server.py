@@ -37,6 +37,7 @@ from twinmesh.core.errors import InvalidParameter, TooLarge
 from twinmesh.core.results import OutputKind, Result
 from twinmesh.core.settings import Settings
 from twinmesh.grpc import convert
+from twinmesh.grpc.cache import ReadCache
 from twinmesh.grpc.errors import abort, translate_errors, translate_stream_errors
 from twinmesh.v1 import twin_pb2, twin_pb2_grpc
 
@@ -114,6 +115,15 @@ async def _stream_module(context: Context, method: str) -> ModuleType:
     return module
 
 
+def _serialized(work: Callable[[threading.Event], Any]) -> Callable[[threading.Event], bytes]:
+    """``work`` with its answer serialized in the worker thread (what the cache keeps)."""
+
+    def run(stop: threading.Event) -> bytes:
+        return work(stop).SerializeToString()  # type: ignore[no-any-return]
+
+    return run
+
+
 class TwinServicer(twin_pb2_grpc.TwinServiceServicer):
     """``twinmesh.v1.TwinService`` over one engine (store, jobs, event log)."""
 
@@ -127,6 +137,9 @@ class TwinServicer(twin_pb2_grpc.TwinServiceServicer):
             max_workers=engine.settings.grpc.compute_threads,
             thread_name_prefix="twinmesh-compute",
         )
+        #: Recent answers of the read calls, serialized (twinmesh.grpc.cache: how old
+        #: they may be); those calls answer with these bytes.
+        self.reads: ReadCache[bytes] = ReadCache(engine.settings.grpc.read_cache_seconds)
 
     def close(self) -> None:
         """Drop the computations still queued (their calls have ended)."""
@@ -179,7 +192,9 @@ class TwinServicer(twin_pb2_grpc.TwinServiceServicer):
                 twins=[convert.twin_summary(store.read_twin(t)) for t in store.twin_ids()]
             )
 
-        return await self._in_thread("ListTwins", work)
+        return await self.reads.read(  # type: ignore[return-value]  # the serialized answer
+            ("twins",), lambda: self._in_thread("ListTwins", _serialized(work))
+        )
 
     @translate_errors
     async def GetTwin(
@@ -192,7 +207,9 @@ class TwinServicer(twin_pb2_grpc.TwinServiceServicer):
                 twin=convert.twin_message(self.engine.twin(request.twin_id))
             )
 
-        return await self._in_thread("GetTwin", work)
+        return await self.reads.read(  # type: ignore[return-value]  # the serialized answer
+            ("twin", request.twin_id), lambda: self._in_thread("GetTwin", _serialized(work))
+        )
 
     # -- capabilities -------------------------------------------------------------------
     async def _capability(
@@ -234,7 +251,12 @@ class TwinServicer(twin_pb2_grpc.TwinServiceServicer):
             job = self.engine.submit(request.twin_id, request.capability, inputs)
             return twin_pb2.SubmitJobResponse(job=convert.job_message(job))
 
-        return await self._in_thread("SubmitJob", work)
+        response = await self._in_thread("SubmitJob", work)
+        self.reads.put(
+            ("job", response.job.id),
+            twin_pb2.GetJobResponse(job=response.job).SerializeToString(),
+        )
+        return response
 
     @translate_errors
     async def GetJob(
@@ -247,7 +269,9 @@ class TwinServicer(twin_pb2_grpc.TwinServiceServicer):
                 job=convert.job_message(self.engine.jobs.get(request.job_id))
             )
 
-        return await self._in_thread("GetJob", work)
+        return await self.reads.read(  # type: ignore[return-value]  # the serialized answer
+            ("job", request.job_id), lambda: self._in_thread("GetJob", _serialized(work))
+        )
 
     @translate_errors
     async def CancelJob(
@@ -260,7 +284,12 @@ class TwinServicer(twin_pb2_grpc.TwinServiceServicer):
                 job=convert.job_message(self.engine.jobs.cancel(request.job_id))
             )
 
-        return await self._in_thread("CancelJob", work)
+        response = await self._in_thread("CancelJob", work)
+        self.reads.put(
+            ("job", response.job.id),
+            twin_pb2.GetJobResponse(job=response.job).SerializeToString(),
+        )
+        return response
 
     # -- state (twinmesh.grpc.streams) ----------------------------------------------------
     @translate_stream_errors
@@ -344,6 +373,46 @@ class AddressInUse(OSError):
     """The server's address is taken (another server, another ``twinmesh up``)."""
 
 
+#: Read calls whose answers the read cache keeps already serialized.
+_CACHED_READS = ("ListTwins", "GetTwin", "GetJob")
+
+
+class _Handlers:
+    """Stands in for a server to take the generated registration's method handlers."""
+
+    handlers: dict[str, grpc.RpcMethodHandler]
+
+    def add_generic_rpc_handlers(self, _handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(
+        self, _service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self.handlers = handlers
+
+
+def _serialized_or(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    def out(message: Any) -> bytes:
+        return message if isinstance(message, bytes) else serialize(message)
+
+    return out
+
+
+def _add_servicer(servicer: TwinServicer, server: grpc.aio.Server) -> None:
+    """The generated registration, except that the cached read calls may answer with
+    the bytes the read cache keeps (serialized once per cache entry, not per call)."""
+    taken = _Handlers()
+    twin_pb2_grpc.add_TwinServiceServicer_to_server(servicer, taken)
+    handlers = dict(taken.handlers)
+    for name in _CACHED_READS:
+        handler: Any = handlers[name]
+        handlers[name] = handler._replace(
+            response_serializer=_serialized_or(handler.response_serializer)
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
 @dataclass(frozen=True)
 class _Parts:
     server: grpc.aio.Server
@@ -356,7 +425,7 @@ def _build(settings: Settings, engine: Engine | None) -> _Parts:
     engine = engine or Engine(settings)
     server = grpc.aio.server(options=_server_options(settings))
     servicer = TwinServicer(engine)
-    twin_pb2_grpc.add_TwinServiceServicer_to_server(servicer, server)
+    _add_servicer(servicer, server)
     health = _Health(["", SERVICE_NAME])
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

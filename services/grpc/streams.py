@@ -123,7 +123,7 @@ DEFAULT_CHUNK_BYTES = 1024 * 1024
 #: Largest export chunk: a default client accepts messages of 4 MiB.
 MAX_CHUNK_BYTES = 4 * 1024 * 1024 - 64 * 1024
 MEDIA_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv"}
-_KINDS = ("warning", "observation")
+_KINDS = ("warning", "observation", "job")
 _PROTO_NAMES = {"twin": "twin_id", "location": "location_id"}
 
 

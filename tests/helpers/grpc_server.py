@@ -42,6 +42,7 @@ def grpc_env(settings: Settings, port: int) -> dict[str, str]:
         TWINMESH_GRPC__MAX_MESSAGE_BYTES=str(settings.grpc.max_message_bytes),
         TWINMESH_GRPC__COMPUTE_THREADS=str(settings.grpc.compute_threads),
         TWINMESH_GRPC__SHUTDOWN_GRACE_SECONDS=str(settings.grpc.shutdown_grace_seconds),
+        TWINMESH_GRPC__READ_CACHE_SECONDS=str(settings.grpc.read_cache_seconds),
         TWINMESH_MAX_RESULT_BYTES=str(settings.max_result_bytes),
     )
     if settings.store_url:

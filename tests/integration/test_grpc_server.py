@@ -177,6 +177,9 @@ def test_subset_keeps_the_cubes_values(stub: twin_pb2_grpc.TwinServiceStub, engi
     (variable,) = result.variables
     assert variable.name == "precipitation"
     assert variable.units == expected.data["precipitation"].attrs["units"]
+    assert {c.name: c.dim for c in result.coordinates} == {
+        name: coord.dims[0] for name, coord in expected.data.coords.items() if coord.ndim == 1
+    }
     np.testing.assert_array_equal(_array(variable), expected.data["precipitation"].values)
     assert result.info.model_version == 0  # no model made it
 
@@ -326,6 +329,35 @@ def test_submit_get_and_cancel_a_job(stub: twin_pb2_grpc.TwinServiceStub, engine
     cancelled = stub.CancelJob(twin_pb2.CancelJobRequest(job_id=job.id), timeout=TIMEOUT_S).job
     assert cancelled.status == "dismissed"
     assert engine.jobs.get(job.id).status.value == "dismissed"
+
+
+def test_a_change_made_elsewhere_shows_within_the_read_cache_age(
+    stub: twin_pb2_grpc.TwinServiceStub, engine: Engine, grpc_settings: Settings
+) -> None:
+    inputs = struct_pb2.Struct()
+    inputs.update({"start": "1986-06-01", "end": "1986-06-30"})
+    job = stub.SubmitJob(
+        twin_pb2.SubmitJobRequest(twin_id="fulda", capability="simulate", inputs=inputs),
+        timeout=TIMEOUT_S,
+    ).job
+    assert stub.GetJob(twin_pb2.GetJobRequest(job_id=job.id), timeout=TIMEOUT_S).job.status == (
+        "accepted"
+    )
+    engine.jobs.cancel(job.id)  # by another process (here: core in the test process)
+    age = grpc_settings.grpc.read_cache_seconds
+    assert age > 0
+    started = time.monotonic()
+    while time.monotonic() - started < age + 5:
+        got = stub.GetJob(twin_pb2.GetJobRequest(job_id=job.id), timeout=TIMEOUT_S).job
+        if got.status == "dismissed":
+            break
+        time.sleep(0.05)
+    assert got.status == "dismissed"
+    # A job that is gone is NOT_FOUND once its cached answer is older than the age.
+    engine.jobs.delete(job.id)
+    time.sleep(age + 0.1)
+    error = _error(stub.GetJob, twin_pb2.GetJobRequest(job_id=job.id))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_job_mistakes_are_status_codes(stub: twin_pb2_grpc.TwinServiceStub) -> None:

@@ -30,7 +30,7 @@ import grpc
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from tests.helpers.grpc_server import grpc_env, running_grpc_server
 from tests.helpers.processes import stop_process
@@ -641,3 +641,46 @@ def test_a_backlog_is_sent_at_once_in_bounded_frames_then_the_rate_holds(
     assert all(f.last_sequence == stored.events[-1].seq for _, f in frames[2:])
     streams.close_hub(engine)
     engine.close()
+
+
+# -- job events ---------------------------------------------------------------------------
+def test_a_jobs_changes_reach_state_subscribers_as_job_events(
+    settings: Settings, worker: Callable[[Settings], subprocess.Popen[bytes]]
+) -> None:
+    with running_grpc_server(settings) as server:
+        channel, stub = stub_for(server.address)
+        request = twin_pb2.StreamStateRequest(twin_id="fulda", rate_hz=30, kinds=["job"])
+        subscriber = Subscriber(server.address, request)
+        subscriber.wait_for(lambda f: True, 30, "the first frame")
+        inputs = struct_pb2.Struct()
+        inputs.update({"start": "1986-06-01", "end": "1986-06-30"})
+        job = stub.SubmitJob(
+            twin_pb2.SubmitJobRequest(twin_id="fulda", capability="simulate", inputs=inputs),
+            timeout=60,
+        ).job
+        worker(settings)  # a real worker process runs it
+
+        def statuses() -> list[str]:
+            return [
+                e.payload["status"]
+                for e in subscriber.events()
+                if e.kind == "job" and e.payload["id"] == job.id
+            ]
+
+        subscriber.wait_for(lambda f: "successful" in statuses(), 120, "the job's successful event")
+        seen = statuses()
+        assert seen[0] == "accepted" and seen[-1] == "successful" and "running" in seen
+        assert all(e.kind == "job" and e.variable == "simulate" for e in subscriber.events())
+        last = [e for e in subscriber.events() if e.payload["status"] == "successful"][-1]
+        assert last.payload["progress"] == 1.0 and last.payload["result"]
+        # GetJob tells the same (within the read cache's age).
+        wait_until(
+            lambda: (
+                stub.GetJob(twin_pb2.GetJobRequest(job_id=job.id), timeout=30).job.status
+                == "successful"
+            ),
+            5,
+            "GetJob to say successful",
+        )
+        subscriber.close()
+        channel.close()

@@ -10,6 +10,7 @@ import pytest
 
 from twinmesh.core.db import Database
 from twinmesh.core.errors import JobNotFinished, UnknownJob
+from twinmesh.core.events import EventLog
 from twinmesh.core.jobs import JobStatus, JobStore
 
 
@@ -107,3 +108,72 @@ def test_a_job_whose_workers_keep_dying_is_failed_not_handed_on(store: JobStore)
     assert nxt is not None and nxt.id == later.id
     lost = store.get(job.id)
     assert lost.status is JobStatus.FAILED and lost.error["code"] == "WorkerLost"
+
+
+def test_every_change_of_a_job_is_a_job_event_in_the_log_in_order(store: JobStore) -> None:
+    log = EventLog(store.db)
+    start = log.latest_sequence()
+    done = store.submit("t", "forecast", {"members": 3}, owner="alice")
+    claimed = store.claim("w1", 30)
+    assert claimed is not None and claimed.id == done.id
+    assert store.renew(done.id, "w1", 30, progress=0.5, message="half way").held
+    assert store.renew(done.id, "w1", 30, progress=0.5, message="half way").held  # nothing new
+    assert store.complete(done.id, "w1", {"url": "x"}, model_version="2")
+    dropped = store.submit("t", "simulate", {})
+    store.delete(dropped.id)
+
+    events = log.replay(start, kinds="job")
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    assert [(e.payload["id"], e.payload["status"]) for e in events] == [
+        (done.id, "accepted"),
+        (done.id, "running"),
+        (done.id, "running"),
+        (done.id, "successful"),
+        (dropped.id, "accepted"),
+        (dropped.id, "dismissed"),
+        (dropped.id, "deleted"),
+    ]
+    progress = events[2].payload
+    assert progress["progress"] == 0.5 and progress["message"] == "half way"
+    assert events[3].payload["result"] == {"url": "x"} and events[3].payload["model_version"] == "2"
+    assert all(e.twin == "t" and e.region is None for e in events)
+    assert [e.variable for e in events[:4]] == ["forecast"] * 4
+    # Who asked, which worker and with what inputs stay in the job table.
+    assert not {"owner", "worker", "inputs", "lease_until"} & set(events[0].payload)
+    # Other kinds are not job events; all kinds together keep the same order.
+    assert log.replay(start, kinds=["warning", "observation"]) == []
+    assert [e.seq for e in log.replay(start)] == [e.seq for e in events]
+
+
+def test_a_job_failed_for_lost_workers_is_a_job_event(store: JobStore) -> None:
+    log = EventLog(store.db)
+    start = log.latest_sequence()
+    job = store.submit("t", "forecast", {})
+    for attempt in range(3):
+        assert store.claim(f"w{attempt}", 0.01, max_attempts=3) is not None
+        time.sleep(0.05)
+    assert store.claim("w9", 30, max_attempts=3) is None
+    statuses = [e.payload["status"] for e in log.replay(start, kinds="job")]
+    assert statuses == ["accepted", "running", "running", "running", "failed"]
+    assert store.get(job.id).error["code"] == "WorkerLost"  # type: ignore[index]
+
+
+def test_a_subscriber_is_woken_by_a_job_change(store: JobStore) -> None:
+    log = EventLog(store.db)
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def follow() -> None:
+        for event in log.subscribe(log.latest_sequence(), kinds="job", stop=stop, poll_seconds=30):
+            seen.append(event.payload["status"])
+            if len(seen) == 2:
+                return
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    time.sleep(0.3)
+    job = store.submit("t", "forecast", {})
+    store.cancel(job.id)
+    thread.join(timeout=10)  # a 30 s poll: only a wake-up ends it this soon
+    stop.set()
+    assert seen == ["accepted", "dismissed"]
