@@ -614,7 +614,7 @@ def serve_stac(
 ) -> None:
     """Serve the STAC API 1.0 over the catalogue (build it with `twinmesh demo init`).
 
-    Try: curl 'http://127.0.0.1:8081/search?collections=fulda-forcing&datetime=1985-06-01'
+    Try: curl 'http://127.0.0.1:8081/search?collections=fulda-forcing&datetime=1985-06-01T00:00:00Z/..'
     """
     from twinmesh.stac.api import stac_fastapi_defaults
 
@@ -743,7 +743,8 @@ def up(
         grpcurl_path = Path(sys.executable).with_name("grpcurl")
         grpcurl = _here(grpcurl_path) if grpcurl_path.exists() else "grpcurl"
         console.print(
-            f"Try:  curl '{stac}/search?collections=fulda-forcing&datetime=1985-06-01'\n"
+            f"Try:  curl '{stac}/search?collections=fulda-forcing"
+            "&datetime=1985-06-01T00:00:00Z/1985-06-01T23:59:59Z'\n"
             f'      {python} -c "from pystac_client import Client; '
             f"print([c.id for c in Client.open('{stac}').get_collections()])\"\n"
             f"      {twinmesh} warnings fulda --issued 1987-03-20\n"

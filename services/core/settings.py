@@ -44,6 +44,9 @@ class StacSettings(BaseModel):
     pgstac_dsn: str | None = None
     #: Public URL the API is reached at (links); defaults to http://host:port.
     public_url: str | None = None
+    #: Largest request body accepted (bytes; a search with a detailed ``intersects``
+    #: polygon is the big one); a bigger one is a 413 naming the limit.
+    max_body_bytes: int = Field(default=4_000_000, ge=1024)
 
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")

@@ -10,13 +10,13 @@ messages, and reports every error in the STAC API shape ``{"code", "description"
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import re
 from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote_plus, urlsplit
+from urllib.parse import urlsplit
 
 import orjson
 import uvicorn
@@ -28,15 +28,15 @@ from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
 from stac_fastapi.types.errors import InvalidQueryParameter, StacApiError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from twinmesh.core.errors import TwinmeshError
 from twinmesh.core.settings import Settings, load_settings
+from twinmesh.gateways.http import HttpRules, guard, uvicorn_options
 from twinmesh.stac.api.embedded import (
     CatalogLoad,
     catalog_fingerprint,
     create_embedded_api,
-    expand_full_dates,
     index_fingerprint,
     load_catalog_embedded,
     parse_bbox,
@@ -122,25 +122,94 @@ def _sync_pgstac(settings: Settings) -> CatalogLoad | None:
 # --------------------------------------------------------------------------------------
 # Edge validation and errors, identical for both backends
 # --------------------------------------------------------------------------------------
-async def _validate_search_parameters(request: Request) -> None:
-    """Reject bad bbox / datetime / intersects with a 400 before any backend runs.
+#: The parameters each search route implements; any other is a 400 naming it (a
+#: parameter the API ignored would be wrong data with a 200).
+_GET_SEARCH_PARAMETERS = frozenset(
+    {"bbox", "datetime", "intersects", "ids", "collections", "limit", "token", "sortby"}
+)
+_ITEMS_PARAMETERS = frozenset({"bbox", "datetime", "limit", "token", "sortby"})
+_POST_SEARCH_FIELDS = _GET_SEARCH_PARAMETERS
+_JSON_MEDIA_TYPES = ("application/json", "application/geo+json")
 
-    stac-fastapi's GET model checks only the number of bbox values and its range, and
+
+def _unknown(given: Any, known: frozenset[str], where: str) -> None:
+    unknown = sorted(str(name) for name in given if name not in known)
+    if unknown:
+        raise InvalidQueryParameter(
+            f"{where} does not implement {', '.join(repr(u) for u in unknown)}; "
+            f"it takes {', '.join(sorted(known))}"
+        )
+
+
+def _strings(value: Any, name: str) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidQueryParameter(f"{name} must be an array of strings")
+
+
+async def _search_body(request: Request) -> dict[str, Any]:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in _JSON_MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            f"POST /search takes application/json, got {media or 'no content type'}"
+        )
+    raw = await request.body()
+    try:
+        # A large body (a detailed intersects polygon) is parsed off the event loop.
+        data = await asyncio.to_thread(orjson.loads, raw) if len(raw) > 65536 else orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidQueryParameter(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidQueryParameter(
+            f"the body must be a JSON object of search parameters, not {type(data).__name__}"
+        )
+    return data
+
+
+async def _validate_search_parameters(request: Request) -> None:
+    """Reject unknown parameters and bad values with a 400 before any backend runs.
+
+    stac-fastapi's models check little (the number of bbox values, its range) and
     stac-fastapi and pgstac each word their errors differently. One check here gives
     both backends the same answers and messages. (A bbox with minx > maxx is valid:
     it crosses the antimeridian, and each backend searches its two parts.)
     """
     if request.method == "POST":
-        raw = await request.body()
-        try:
-            data = orjson.loads(raw) if raw else {}
-        except orjson.JSONDecodeError:
-            return  # FastAPI reports malformed JSON itself
-        if not isinstance(data, dict):
-            return
+        data = await _search_body(request)
+        _unknown(data, _POST_SEARCH_FIELDS, "POST /search")
         bbox, datetime, intersects = data.get("bbox"), data.get("datetime"), data.get("intersects")
+        for name in ("ids", "collections"):
+            if data.get(name) is not None:
+                _strings(data[name], name)
+        if bbox is not None and not (
+            isinstance(bbox, list)
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)
+        ):
+            raise InvalidQueryParameter("bbox must be an array of 4 or 6 numbers")
+        limit = data.get("limit")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise InvalidQueryParameter("limit must be an integer")
+        if data.get("token") is not None and not isinstance(data["token"], str):
+            raise InvalidQueryParameter("token must be a string (the next link's token)")
     else:
         params = request.query_params
+        on_items = "collection_id" in request.path_params
+        if on_items and "collections" in params:
+            # pystac-client repeats the collection of the path; anything else would be
+            # a search of other collections that this route cannot answer.
+            collection = request.path_params["collection_id"]
+            if params.get("collections") != collection:
+                raise InvalidQueryParameter(
+                    f"collections on /collections/{collection}/items can only be "
+                    f"{collection!r}; search other collections with /search"
+                )
+            params = params.__class__(
+                [(k, v) for k, v in params.multi_items() if k != "collections"]
+            )
+        _unknown(
+            params.keys(),
+            _ITEMS_PARAMETERS if on_items else _GET_SEARCH_PARAMETERS,
+            "/collections/{id}/items" if on_items else "GET /search",
+        )
         bbox, datetime = params.get("bbox") or None, params.get("datetime")
         intersects = params.get("intersects") or None
     if bbox is not None and intersects is not None:
@@ -150,11 +219,17 @@ async def _validate_search_parameters(request: Request) -> None:
     if datetime is not None:
         if not isinstance(datetime, str):
             raise InvalidQueryParameter(
-                "datetime must be a string (an RFC 3339 instant or interval, or plain dates)"
+                "datetime must be a string (an RFC 3339 instant or interval)"
             )
         parse_datetime_interval(datetime)
     if intersects is not None:
-        parse_intersects(intersects)
+        # Shapely's parsing and validity check of a big polygon take seconds: not on
+        # the event loop, where they would stall every other client.
+        await asyncio.to_thread(parse_intersects, intersects)
+
+
+class UnsupportedMediaType(StacApiError):
+    """A POST body in another media type than JSON (415)."""
 
 
 def _error(status: int, code: str, description: str, headers: Any = None) -> JSONResponse:
@@ -181,6 +256,10 @@ def install_stac_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         problems = []
         for err in exc.errors():
+            if err.get("type") == "json_invalid":
+                at = err.get("loc", ("", "?"))[-1]
+                problems.append(f"the body is not valid JSON (error at character {at})")
+                continue
             where = ".".join(str(part) for part in err.get("loc", ()) if part != "body")
             problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
         return _error(400, "InvalidParameterValue", "; ".join(problems) or "invalid request")
@@ -197,125 +276,13 @@ def install_stac_error_handlers(app: FastAPI) -> None:
 
         return handler
 
-    def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error in the STAC API", exc_info=exc)
-        return _error(500, "InternalServerError", f"{type(exc).__name__}: {exc}")
-
     for exc_class, status in DEFAULT_STATUS_CODES.items():
         if issubclass(exc_class, StacApiError):
             app.add_exception_handler(exc_class, stac_error(status))
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(TwinmeshError, core_error)
-    app.add_exception_handler(Exception, internal_error)
-
-
-def _normalised_datetime(value: Any) -> Any:
-    """``value`` with plain dates expanded, if it is a valid ``datetime``; else unchanged.
-
-    An invalid value is left as the user wrote it, so the 400 of
-    :func:`_validate_search_parameters` quotes their text, not its expansion.
-    """
-    if not isinstance(value, str):
-        return value
-    expanded = expand_full_dates(value)
-    if expanded == value:
-        return value
-    try:
-        parse_datetime_interval(value)
-    except InvalidQueryParameter:
-        return value
-    return expanded
-
-
-def _normalised_query_string(query_string: bytes) -> bytes:
-    """The query string with its ``datetime`` values normalised, other bytes untouched."""
-    pairs = query_string.split(b"&")
-    changed = False
-    for n, pair in enumerate(pairs):
-        name, sep, raw = pair.partition(b"=")
-        if unquote_plus(name.decode("latin-1")) != "datetime" or not sep:
-            continue
-        value = unquote_plus(raw.decode("latin-1"), encoding="utf-8", errors="replace")
-        normalised = _normalised_datetime(value)
-        if normalised != value:
-            pairs[n] = name + b"=" + quote(normalised, safe=":/").encode("ascii")
-            changed = True
-    return b"&".join(pairs) if changed else query_string
-
-
-def _normalised_search_body(body: bytes) -> bytes:
-    """A POST /search JSON body with its ``datetime`` normalised; else ``body`` itself."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body  # FastAPI reports malformed JSON itself
-    if not isinstance(data, dict) or "datetime" not in data:
-        return body
-    normalised = _normalised_datetime(data["datetime"])
-    if normalised == data["datetime"]:
-        return body
-    return orjson.dumps({**data, "datetime": normalised})
-
-
-_ITEMS_ROUTE = re.compile(r"/collections/[^/]+/items")
-
-
-class _DateOnlyDatetimeMiddleware:
-    """Expand plain dates in ``datetime`` to RFC 3339 date-times before any route runs.
-
-    stac-fastapi parses ``datetime`` itself (GET request models, stac-pydantic for
-    POST) before either backend sees it, and accepts date-times only; rewriting the
-    query string of GET /search and /collections/{id}/items and the JSON body of
-    POST /search here lets both backends answer ``datetime=1985-01-01/1985-12-31``.
-    The expansion is :func:`twinmesh.stac.api.embedded.expand_full_dates`.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope["path"]
-        root_path = scope.get("root_path", "")
-        if root_path and path.startswith(root_path + "/"):
-            path = path[len(root_path) :]
-        method = scope["method"]
-        if method == "GET" and (path == "/search" or _ITEMS_ROUTE.fullmatch(path)):
-            query_string = _normalised_query_string(scope.get("query_string", b""))
-            if query_string != scope.get("query_string", b""):
-                scope = {**scope, "query_string": query_string}
-        elif method == "POST" and path == "/search":
-            scope, receive = await self._normalise_body(scope, receive)
-        await self.app(scope, receive, send)
-
-    @staticmethod
-    async def _normalise_body(scope: Scope, receive: Receive) -> tuple[Scope, Receive]:
-        """Read the whole body, rewrite it, and replay it to the app as one message."""
-        messages: list[Message] = []
-        body = b""
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break  # the client left; replay what came and let the app notice
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                new_body = _normalised_search_body(body)
-                if new_body is not body:
-                    messages = [{"type": "http.request", "body": new_body, "more_body": False}]
-                    headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
-                    headers.append((b"content-length", str(len(new_body)).encode("ascii")))
-                    scope = {**scope, "headers": headers}
-                break
-        pending = iter(messages)
-
-        async def replay() -> Message:
-            return next(pending, None) or await receive()
-
-        return scope, replay
+    app.add_exception_handler(UnsupportedMediaType, stac_error(415))
 
 
 class _PublicUrlMiddleware:
@@ -347,21 +314,34 @@ class _PublicUrlMiddleware:
         await self.app(scope, receive, send)
 
 
-def _harden(api: StacApi, settings: Settings) -> FastAPI:
+def _stac_error_body(status: int, code: str, message: str, _request_id: str) -> JSONResponse:
+    return _error(status, code, message)
+
+
+def _harden(api: StacApi, settings: Settings) -> ASGIApp:
+    """The HTTP rules of every twinmesh service (twinmesh.gateways.http: body limit,
+    request ids, a 500 that says only "internal error", one access line) around the
+    STAC API's own edge validation and error shape."""
     app = api.app
     api.add_route_dependencies(
         scopes=_SEARCH_ROUTES,  # type: ignore[arg-type]
         dependencies=[Depends(_validate_search_parameters)],
     )
     install_stac_error_handlers(app)
-    app.add_middleware(_DateOnlyDatetimeMiddleware)
     if settings.stac.public_url:
         app.add_middleware(_PublicUrlMiddleware, public_url=settings.stac.public_url)
     app.state.twinmesh_settings = settings
-    return app
+    rules = HttpRules(
+        max_body_bytes=settings.stac.max_body_bytes,
+        error_body=_stac_error_body,
+        logger=logger,
+        too_large_code="PayloadTooLarge",
+        internal_code="InternalServerError",
+    )
+    return guard(app, rules)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> ASGIApp:
     """The STAC API app for ``settings.stac.backend``; loads the catalogue at start-up.
 
     embedded: the index lives at ``<data_dir>/stac-index.sqlite`` and is rebuilt at
@@ -402,12 +382,9 @@ def create_app(settings: Settings) -> FastAPI:
 
 def serve(settings: Settings) -> None:
     """Run the STAC API with uvicorn on ``settings.stac.host:port`` until stopped."""
-    uvicorn.run(
-        create_app(settings),
-        host=settings.stac.host,
-        port=settings.stac.port,
-        log_level="info",
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    options = {**uvicorn_options(), "log_level": "info"}
+    uvicorn.run(create_app(settings), host=settings.stac.host, port=settings.stac.port, **options)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import binascii
 import hashlib
 import logging
 import os
-import re
 import sqlite3
 import tempfile
 import threading
@@ -30,7 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
@@ -86,7 +85,6 @@ __all__ = [
     "bbox_parts",
     "catalog_fingerprint",
     "create_embedded_api",
-    "expand_full_dates",
     "index_fingerprint",
     "item_time_range_us",
     "load_catalog_embedded",
@@ -407,91 +405,49 @@ def bbox_geometry(bbox: tuple[float, float, float, float]) -> BaseGeometry:
     return GeometryCollection(parts)
 
 
-#: An RFC 3339 full-date (ASCII digits only; ``date.fromisoformat`` alone takes more).
-_FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DATETIME_EXAMPLES = (
-    "expected e.g. 2020-01-01T00:00:00Z, 2020-01-01T00:00:00Z/2020-12-31T23:59:59Z or "
-    "../2020-12-31T23:59:59Z; plain dates are accepted too (2020-01-01, "
-    "2020-01-01/2020-12-31: whole days in UTC)"
+    "expected an RFC 3339 date-time or interval: 2020-01-01T00:00:00Z, "
+    "2020-01-01T00:00:00Z/2020-12-31T23:59:59Z, ../2020-12-31T23:59:59Z or "
+    "2020-01-01T00:00:00+01:00/.. (a plain date such as 2020-01-01 is not a date-time: "
+    "write 2020-01-01T00:00:00Z/2020-01-01T23:59:59Z for a whole day)"
 )
-
-
-def _full_date(text: str) -> date | None:
-    if not _FULL_DATE.fullmatch(text):
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def _start_of_day(day: date) -> str:
-    return f"{day.isoformat()}T00:00:00Z"
-
-
-def _end_of_day(day: date) -> str:
-    return f"{day.isoformat()}T23:59:59.999999Z"
-
-
-def expand_full_dates(value: str) -> str:
-    """``datetime`` with each plain date (``YYYY-MM-DD``) replaced by RFC 3339 date-times.
-
-    curl and browser users write dates; STAC API wants date-times. A date as an
-    instant is the whole day (``D`` becomes ``DT00:00:00Z/DT23:59:59.999999Z``); as
-    an interval start it is the day's first moment, as an end its last, in UTC.
-    Everything else, valid or not, is returned unchanged for the strict parser.
-    """
-    parts = value.split("/")
-    if len(parts) == 1:
-        day = _full_date(value)
-        return value if day is None else f"{_start_of_day(day)}/{_end_of_day(day)}"
-    if len(parts) != 2:
-        return value
-    first, last = (_full_date(part) for part in parts)
-    return "/".join(
-        [
-            parts[0] if first is None else _start_of_day(first),
-            parts[1] if last is None else _end_of_day(last),
-        ]
-    )
 
 
 def parse_datetime_interval(value: str) -> tuple[int | None, int | None]:
     """An RFC 3339 instant or interval as (start_us, end_us); None for an open end.
 
-    Accepts ``T``, ``T1/T2``, ``../T2``, ``T1/..`` (an empty side is open too), where
-    each side may also be a plain date (see :func:`expand_full_dates`). Raises
-    InvalidQueryParameter for anything else, for ``../..`` and for intervals whose
-    start is after their end; messages quote ``value`` as given.
+    Accepts ``T``, ``T1/T2``, ``../T2``, ``T1/..`` (an empty side is open too), each
+    side an RFC 3339 date-time as the STAC API requires (plain dates are refused, as
+    stac-fastapi-pgstac and the conformance validators refuse them). Raises
+    InvalidQueryParameter for anything else, for ``../..``, for times outside the
+    years 1-9999 in UTC and for intervals whose start is after their end; messages
+    quote ``value`` as given and show the accepted forms.
     """
     if not isinstance(value, str) or not value.strip():
-        raise InvalidQueryParameter(
-            "datetime is empty; expected an RFC 3339 instant or interval (or plain dates)"
-        )
-    original_parts = value.split("/")
-    if len(original_parts) > 2:
+        raise InvalidQueryParameter(f"datetime is empty; {_DATETIME_EXAMPLES}")
+    parts = value.split("/")
+    if len(parts) > 2:
         raise InvalidQueryParameter(
             f"datetime {value!r} has more than one '/'; expected an instant or start/end"
         )
-    parts = expand_full_dates(value).split("/")
-    # A plain date as an instant expands to an interval: both sides stem from ``value``.
-    originals = original_parts if len(original_parts) == len(parts) else [value, value]
     bounds: list[int | None] = []
-    for part, original in zip(parts, originals, strict=True):
-        if part in ("", ".."):
+    for part in parts:
+        if part in ("", "..") and len(parts) == 2:
             bounds.append(None)
             continue
         try:
-            bounds.append(_to_us(rfc3339_str_to_datetime(part)))
+            moment = rfc3339_str_to_datetime(part)
         except (ValueError, OverflowError):
             raise InvalidQueryParameter(
-                f"datetime {original!r} is not an RFC 3339 date-time; {_DATETIME_EXAMPLES}"
+                f"datetime {part!r} is not an RFC 3339 date-time; {_DATETIME_EXAMPLES}"
+            ) from None
+        try:
+            bounds.append(_to_us(moment.astimezone(UTC) if moment.tzinfo else moment))
+        except OverflowError:
+            raise InvalidQueryParameter(
+                f"datetime {part!r} is out of range: in UTC it must lie within the years 1 to 9999"
             ) from None
     if len(bounds) == 1:
-        if bounds[0] is None:
-            raise InvalidQueryParameter(
-                f"datetime {value!r} is not an RFC 3339 date-time; {_DATETIME_EXAMPLES}"
-            )
         return bounds[0], bounds[0]
     start, end = bounds
     if start is None and end is None:
@@ -956,12 +912,14 @@ class EmbeddedIndex:
         state = self._local
         conn = self._connection()
 
+        # Lists go in as one JSON parameter: any length (SQLite binds at most 32766
+        # variables, and a search may name 300 000 ids).
         if query.collections is not None:
-            where.append(f"i.collection IN ({','.join('?' * len(query.collections))})")
-            params.extend(query.collections)
+            where.append("i.collection IN (SELECT value FROM json_each(?))")
+            params.append(orjson.dumps(list(query.collections)).decode())
         if query.ids is not None:
-            where.append(f"i.id IN ({','.join('?' * len(query.ids))})")
-            params.extend(query.ids)
+            where.append("i.id IN (SELECT value FROM json_each(?))")
+            params.append(orjson.dumps(list(query.ids)).decode())
         if query.interval is not None:
             start, end = query.interval
             if end is not None:

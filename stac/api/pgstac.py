@@ -31,6 +31,7 @@ from stac_fastapi.pgstac.config import PostgresSettings, Settings
 from stac_fastapi.pgstac.core import CoreCrudClient
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
+from stac_fastapi.types.errors import InvalidQueryParameter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -109,7 +110,18 @@ class TwinmeshPgstacClient(CoreCrudClient):
             search_request = search_request.model_copy(
                 update={"bbox": None, "intersects": geometry}
             )
-        item_collection = await super()._search_base(search_request, request=request)
+        try:
+            item_collection = await super()._search_base(search_request, request=request)
+        except Exception as exc:
+            # pgstac raises a plain exception for a token naming no item (asyncpg's
+            # RaiseError): a client's mistake, not a server error.
+            text = str(exc)
+            if "Invalid paging token" not in text and "Could not find item using token" not in text:
+                raise
+            token = getattr(search_request, "token", None)
+            raise InvalidQueryParameter(
+                f"token {token!r} is not a paging token of this API; follow the next link"
+            ) from None
         for feature in item_collection.get("features", []):
             properties = feature.get("properties")
             if isinstance(properties, dict):
