@@ -41,6 +41,8 @@ from twinmesh.stac.api.embedded import (
     load_catalog_embedded,
     parse_bbox,
     parse_datetime_interval,
+    parse_fields,
+    parse_filter,
     parse_intersects,
 )
 
@@ -124,10 +126,12 @@ def _sync_pgstac(settings: Settings) -> CatalogLoad | None:
 # --------------------------------------------------------------------------------------
 #: The parameters each search route implements; any other is a 400 naming it (a
 #: parameter the API ignored would be wrong data with a 200).
+_FILTER_AND_FIELDS = frozenset({"filter", "filter-lang", "filter-crs", "fields"})
 _GET_SEARCH_PARAMETERS = frozenset(
     {"bbox", "datetime", "intersects", "ids", "collections", "limit", "token", "sortby"}
+    | _FILTER_AND_FIELDS
 )
-_ITEMS_PARAMETERS = frozenset({"bbox", "datetime", "limit", "token", "sortby"})
+_ITEMS_PARAMETERS = frozenset({"bbox", "datetime", "limit", "token", "sortby"} | _FILTER_AND_FIELDS)
 _POST_SEARCH_FIELDS = _GET_SEARCH_PARAMETERS
 _JSON_MEDIA_TYPES = ("application/json", "application/geo+json")
 
@@ -212,6 +216,7 @@ async def _validate_search_parameters(request: Request) -> None:
         )
         bbox, datetime = params.get("bbox") or None, params.get("datetime")
         intersects = params.get("intersects") or None
+        data = {k: params.get(k) for k in _FILTER_AND_FIELDS if k in params}
     if bbox is not None and intersects is not None:
         raise InvalidQueryParameter("bbox and intersects are mutually exclusive; give one")
     if bbox is not None:
@@ -226,6 +231,13 @@ async def _validate_search_parameters(request: Request) -> None:
         # Shapely's parsing and validity check of a big polygon take seconds: not on
         # the event loop, where they would stall every other client.
         await asyncio.to_thread(parse_intersects, intersects)
+    if data.get("filter") not in (None, ""):
+        # The same parser (cql2) and messages for both backends.
+        await asyncio.to_thread(
+            parse_filter, data["filter"], data.get("filter-lang"), data.get("filter-crs")
+        )
+    if data.get("fields") is not None:
+        parse_fields(data["fields"])
 
 
 class UnsupportedMediaType(StacApiError):

@@ -31,6 +31,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -59,7 +60,13 @@ from stac_fastapi.api.models import (
     create_post_request_model,
     create_request_model,
 )
-from stac_fastapi.extensions import TokenPaginationExtension
+from stac_fastapi.extensions import (
+    FieldsExtension,
+    ItemCollectionFilterExtension,
+    SearchFilterExtension,
+    TokenPaginationExtension,
+)
+from stac_fastapi.extensions.filter.client import BaseFiltersClient
 from stac_fastapi.extensions.sort import ItemCollectionSortExtension, SearchSortExtension
 from stac_fastapi.types.config import ApiSettings
 from stac_fastapi.types.core import BaseCoreClient
@@ -760,6 +767,8 @@ class SearchQuery:
     limit: int = 10
     sortby: tuple[tuple[str, str], ...] = ()
     token: str | None = None
+    #: A CQL2 filter (cql2.Expr), tested on each item the other conditions let through.
+    filter: Any = None
 
 
 @dataclass(frozen=True)
@@ -780,6 +789,9 @@ def make_search_query(
     limit: int | None = None,
     sortby: Any = None,
     token: str | None = None,
+    filter_expr: Any = None,
+    filter_lang: str | None = None,
+    filter_crs: str | None = None,
 ) -> SearchQuery:
     """A validated :class:`SearchQuery` from STAC API search parameters (GET or POST form).
 
@@ -799,6 +811,114 @@ def make_search_query(
         limit=min(limit, MAX_LIMIT),
         sortby=tuple(parse_sortby(sortby)),
         token=token or None,
+        filter=parse_filter(filter_expr, filter_lang, filter_crs),
+    )
+
+
+#: The only CRS of spatial literals in a filter (``filter-crs``): WGS84 longitude/latitude.
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+
+
+def parse_filter(expr: Any, lang: str | None = None, crs: str | None = None) -> Any:
+    """A CQL2 filter (text or JSON) as a validated ``cql2.Expr``; None without one.
+
+    ``lang`` is ``cql2-text`` or ``cql2-json`` (default: JSON for an object, text for a
+    string). Parsed by the ``cql2`` library (cql2-rs); any error is an
+    InvalidQueryParameter quoting the parser.
+    """
+    if expr is None or expr == "":
+        return None
+    import cql2
+
+    if crs not in (None, "", CRS84):
+        raise InvalidQueryParameter(f"filter-crs {crs!r} is not supported; use {CRS84}")
+    if lang not in (None, "cql2-text", "cql2-json"):
+        raise InvalidQueryParameter(f"filter-lang {lang!r}: use cql2-text or cql2-json")
+    try:
+        if isinstance(expr, dict):
+            if lang == "cql2-text":
+                raise InvalidQueryParameter("filter-lang is cql2-text but the filter is JSON")
+            parsed = cql2.parse_json(orjson.dumps(expr).decode())
+        elif isinstance(expr, str):
+            text = expr.strip()
+            if lang == "cql2-json" or (lang is None and text.startswith("{")):
+                parsed = cql2.parse_json(text)
+            else:
+                parsed = cql2.parse_text(text)
+        else:
+            raise InvalidQueryParameter("filter must be CQL2 text or a CQL2 JSON object")
+        parsed.validate()
+    except InvalidQueryParameter:
+        raise
+    except Exception as exc:  # cql2 raises ParseError, ValidationError, ValueError
+        detail = " ".join(str(exc).split())
+        raise InvalidQueryParameter(f"filter is not valid CQL2: {detail[:500]}") from None
+    return parsed
+
+
+def filter_matches(expr: Any, item: dict[str, Any]) -> bool:
+    """Whether ``item`` satisfies the CQL2 filter. A comparison with a property the item
+    lacks is not true (CQL2's unknown), as in pgstac."""
+    try:
+        return bool(expr.matches(item))
+    except Exception:  # noqa: BLE001 - cql2 cannot reduce a missing property: no match
+        return False
+
+
+def select_fields(item: dict[str, Any], include: Sequence[str], exclude: Sequence[str]) -> dict:
+    """The item reduced as the fields extension asks, as pgstac does it: with ``include``
+    only those (dotted) paths plus ``id`` and ``collection``; ``exclude`` removes paths
+    (never ``id`` or ``collection``)."""
+    if include:
+        out: dict[str, Any] = {k: item[k] for k in ("id", "collection") if k in item}
+        for path in include:
+            source: Any = item
+            parts = path.split(".")
+            for part in parts:
+                if not isinstance(source, dict) or part not in source:
+                    break
+                source = source[part]
+            else:
+                target = out
+                for part in parts[:-1]:
+                    target = target.setdefault(part, {})
+                    if not isinstance(target, dict):
+                        break
+                else:
+                    target[parts[-1]] = source
+    else:
+        out = item
+    for path in exclude:
+        if path in ("id", "collection"):
+            continue
+        parts = path.split(".")
+        target = out
+        for part in parts[:-1]:
+            target = target.get(part) if isinstance(target, dict) else None
+        if isinstance(target, dict):
+            target.pop(parts[-1], None)
+    return out
+
+
+def parse_fields(fields: Any) -> tuple[list[str], list[str]]:
+    """(include, exclude) from GET ``fields=a,-b`` (a string or its list of names) or
+    POST ``{"include": [...], "exclude": [...]}``."""
+    if fields is None or fields == "":
+        return [], []
+    if isinstance(fields, str):
+        fields = fields.split(",")
+    if isinstance(fields, list) and all(isinstance(f, str) for f in fields):
+        names = [f.strip() for f in fields if f.strip()]
+        include = [n.lstrip("+") for n in names if not n.startswith("-")]
+        return include, [n[1:] for n in names if n.startswith("-")]
+    if isinstance(fields, dict):
+        fields = SimpleNamespace(**fields)
+    include, exclude = getattr(fields, "include", None), getattr(fields, "exclude", None)
+    parts = [list(v or []) for v in (include, exclude)]
+    if all(all(isinstance(x, str) for x in part) for part in parts):
+        return sorted(parts[0]), sorted(parts[1])
+    raise InvalidQueryParameter(
+        'fields must be "a,-b" (GET) or {"include": [...], "exclude": [...]} (POST)'
     )
 
 
@@ -896,6 +1016,18 @@ class EmbeddedIndex:
         )
         return orjson.loads(row[0]) if row else None
 
+    def property_types(self, collection_id: str | None = None) -> dict[str, set[str]]:
+        """Each item property (of one collection, or of all) with its JSON types, read
+        by SQLite's JSON functions over every item (the queryables)."""
+        sql = "SELECT DISTINCT p.key, p.type FROM items i, json_each(i.doc, '$.properties') p" + (
+            " WHERE i.collection = ?" if collection_id is not None else ""
+        )
+        found: dict[str, set[str]] = {}
+        args = (collection_id,) if collection_id is not None else ()
+        for key, kind in self._connection().execute(sql, args):
+            found.setdefault(key, set()).add(kind)
+        return found
+
     # -- search -------------------------------------------------------------------
     def search(self, query: SearchQuery) -> SearchPage:
         """Items matching ``query``, one page, in sort order (default: newest first)."""
@@ -980,19 +1112,31 @@ class EmbeddedIndex:
         sql = (
             f"SELECT i.doc, {', '.join('i.' + c for c, _ in order)} FROM items i {join}"
             + (f" WHERE {' AND '.join(where)}" if where else "")
-            + f" ORDER BY {', '.join(f'i.{c} {d.upper()}' for c, d in order)} LIMIT ?"
+            + f" ORDER BY {', '.join(f'i.{c} {d.upper()}' for c, d in order)}"
         )
-        params.append(query.limit + 1)
         try:
-            rows = conn.execute(sql, params).fetchall()
+            if query.filter is None:
+                rows = conn.execute(sql + " LIMIT ?", [*params, query.limit + 1]).fetchall()
+                items = [orjson.loads(row[0]) for row in rows]
+            else:
+                # The filter is tested on the rows the indexed conditions let through,
+                # in order, until one more than a page has matched.
+                rows, items = [], []
+                for row in conn.execute(sql, params):
+                    item = orjson.loads(row[0])
+                    if filter_matches(query.filter, item):
+                        rows.append(row)
+                        items.append(item)
+                        if len(rows) > query.limit:
+                            break
         finally:
             if geom_key is not None:
                 state.geometries.pop(geom_key, None)
         next_token = None
         if len(rows) > query.limit:
-            rows = rows[: query.limit]
+            rows, items = rows[: query.limit], items[: query.limit]
             next_token = _encode_token(signature, list(rows[-1][1:]))
-        return SearchPage([orjson.loads(row[0]) for row in rows], next_token)
+        return SearchPage(items, next_token)
 
     @staticmethod
     def _keyset_condition(
@@ -1111,10 +1255,17 @@ class EmbeddedCoreClient(BaseCoreClient):
         query: SearchQuery,
         body: dict[str, Any] | None,
         links: list[dict[str, Any]],
+        fields: tuple[list[str], list[str]] = ([], []),
     ) -> dict[str, Any]:
         base = self._base(request)
         page = self.index.search(query)
-        features = [self._present_item(base, item) for item in page.items]
+        include, exclude = fields
+        features = [
+            self._present_item(
+                base, select_fields(item, include, exclude) if include or exclude else item
+            )
+            for item in page.items
+        ]
         if page.next_token:
             links.append(self._next_link(request, page.next_token, body))
         return {
@@ -1162,6 +1313,10 @@ class EmbeddedCoreClient(BaseCoreClient):
         limit: int | None = 10,
         token: str | None = None,
         sortby: Any = None,
+        filter_expr: Any = None,
+        filter_lang: str | None = None,
+        filter_crs: str | None = None,
+        fields: Any = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
         if self.index.collection(collection_id) is None:
@@ -1173,6 +1328,9 @@ class EmbeddedCoreClient(BaseCoreClient):
             limit=limit,
             sortby=sortby,
             token=token,
+            filter_expr=filter_expr,
+            filter_lang=filter_lang,
+            filter_crs=filter_crs,
         )
         base = self._base(request)
         collection_links = self._collection_links(base, collection_id)
@@ -1182,7 +1340,7 @@ class EmbeddedCoreClient(BaseCoreClient):
             {**collection_links[0], "rel": "collection"},
             {"rel": "root", "type": _JSON, "href": base},
         ]
-        return self._item_collection(request, query, None, links)
+        return self._item_collection(request, query, None, links, parse_fields(fields))
 
     def get_search(  # type: ignore[override]
         self,
@@ -1195,6 +1353,10 @@ class EmbeddedCoreClient(BaseCoreClient):
         limit: int | None = 10,
         token: str | None = None,
         sortby: Any = None,
+        filter_expr: Any = None,
+        filter_lang: str | None = None,
+        filter_crs: str | None = None,
+        fields: Any = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
         query = make_search_query(
@@ -1206,8 +1368,13 @@ class EmbeddedCoreClient(BaseCoreClient):
             limit=limit,
             sortby=sortby,
             token=token,
+            filter_expr=filter_expr,
+            filter_lang=filter_lang,
+            filter_crs=filter_crs,
         )
-        return self._item_collection(request, query, None, self._search_links(request))
+        return self._item_collection(
+            request, query, None, self._search_links(request), parse_fields(fields)
+        )
 
     def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> dict:  # type: ignore[override]
         query = make_search_query(
@@ -1219,10 +1386,19 @@ class EmbeddedCoreClient(BaseCoreClient):
             limit=search_request.limit,
             sortby=getattr(search_request, "sortby", None),
             token=getattr(search_request, "token", None),
+            filter_expr=getattr(search_request, "filter_expr", None),
+            filter_lang=getattr(search_request, "filter_lang", None),
+            filter_crs=getattr(search_request, "filter_crs", None),
         )
         body = search_request.model_dump(mode="json", exclude_none=True, by_alias=True)
         body.pop("token", None)
-        return self._item_collection(request, query, body, self._search_links(request))
+        return self._item_collection(
+            request,
+            query,
+            body,
+            self._search_links(request),
+            parse_fields(getattr(search_request, "fields", None)),
+        )
 
     def _search_links(self, request: Request) -> list[dict[str, Any]]:
         base = self._base(request)
@@ -1230,6 +1406,64 @@ class EmbeddedCoreClient(BaseCoreClient):
             {"rel": "self", "type": _GEO_JSON, "href": urljoin(base, "search")},
             {"rel": "root", "type": _JSON, "href": base},
         ]
+
+
+_MORE_CQL2 = [
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
+]
+
+_JSON_SCHEMA_TYPES = {
+    "integer": "integer",
+    "real": "number",
+    "text": "string",
+    "true": "boolean",
+    "false": "boolean",
+    "object": "object",
+    "array": "array",
+}
+
+
+@attr.s(kw_only=True)
+class EmbeddedFiltersClient(BaseFiltersClient):
+    """``/queryables`` and ``/collections/{id}/queryables``: the item fields a CQL2
+    filter can name, generated from the items' properties (JSON Schema)."""
+
+    index: EmbeddedIndex = attr.ib()
+
+    def get_queryables(  # type: ignore[override]
+        self, collection_id: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        request: Request | None = kwargs.get("request")
+        if collection_id is not None and self.index.collection(collection_id) is None:
+            raise NotFoundError(f"Collection {collection_id!r} does not exist.")
+        properties: dict[str, Any] = {
+            "id": {"type": "string", "title": "Item ID"},
+            "collection": {"type": "string", "title": "Collection ID"},
+            "geometry": {
+                "$ref": "https://geojson.org/schema/Geometry.json",
+                "title": "Item geometry",
+            },
+        }
+        for name, kinds in sorted(self.index.property_types(collection_id).items()):
+            types = sorted({_JSON_SCHEMA_TYPES[k] for k in kinds if k in _JSON_SCHEMA_TYPES})
+            schema: dict[str, Any] = {"title": name}
+            if types:
+                schema["type"] = types[0] if len(types) == 1 else types
+            if name.endswith("datetime") and types == ["string"]:
+                schema["format"] = "date-time"
+            properties[name] = schema
+        base = str(request.base_url) if request is not None else "/"
+        path = f"collections/{collection_id}/queryables" if collection_id else "queryables"
+        return {
+            "$schema": "https://json-schema.org/draft/2019-09/schema",
+            "$id": urljoin(base, path),
+            "type": "object",
+            "title": f"Queryables of {collection_id}" if collection_id else "Queryables",
+            "properties": properties,
+            "additionalProperties": True,
+        }
 
 
 def create_embedded_api(
@@ -1260,8 +1494,26 @@ def create_embedded_api(
         stac_fastapi_landing_id="twinmesh",
         enable_direct_response=True,
     )
-    search_extensions = [SearchSortExtension(), TokenPaginationExtension()]
-    items_extensions = [ItemCollectionSortExtension(), TokenPaginationExtension()]
+    index = EmbeddedIndex(db_path)
+    filters = EmbeddedFiltersClient(index=index)
+    search_filter = SearchFilterExtension(client=filters)
+    items_filter = ItemCollectionFilterExtension(client=filters)
+    for extension in (search_filter, items_filter):
+        # Tested against a brute-force evaluation on both backends (LIKE, BETWEEN, IN,
+        # S_INTERSECTS besides the basic operators).
+        extension.conformance_classes = [*extension.conformance_classes, *_MORE_CQL2]
+    search_extensions = [
+        SearchSortExtension(),
+        TokenPaginationExtension(),
+        search_filter,
+        FieldsExtension(),
+    ]
+    items_extensions = [
+        ItemCollectionSortExtension(),
+        TokenPaginationExtension(),
+        items_filter,
+        FieldsExtension(),
+    ]
     app = FastAPI(
         openapi_url=settings.openapi_url,
         docs_url=settings.docs_url,
@@ -1273,8 +1525,8 @@ def create_embedded_api(
     )
     return StacApi(
         settings=settings,
-        client=EmbeddedCoreClient(index=EmbeddedIndex(db_path)),
-        extensions=[*search_extensions, items_extensions[0]],
+        client=EmbeddedCoreClient(index=index),
+        extensions=[*search_extensions, items_extensions[0], items_extensions[2]],
         app=app,
         title=title,
         description=description,

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import cql2
 import httpx
 import numpy as np
 import orjson
@@ -154,6 +155,15 @@ def _items() -> list[ItemSpec]:
 
 ITEMS: list[ItemSpec] = _items()
 ALL_IDS: frozenset[str] = frozenset(item.id for item in ITEMS)
+#: Properties to filter on with CQL2: an integer, a number and a string per item.
+FILTER_PROPERTIES: dict[str, dict[str, Any]] = {
+    item.id: {
+        "rank": n,
+        "score": round((n * 37 % 17) / 4, 2),
+        "kind": ("monthly", "daily", "special")[n % 3],
+    }
+    for n, item in enumerate(ITEMS)
+}
 COLLECTIONS: dict[str, str] = {
     "discharge": "River discharge, twinmesh test twin",
     "soil-moisture": "Soil moisture, twinmesh test twin",
@@ -478,7 +488,7 @@ def build_test_catalog(data_dir: Path) -> Path:
             ),
         )
         for spec in specs:
-            properties: dict[str, Any] = {"title": spec.id}
+            properties: dict[str, Any] = {"title": spec.id, **FILTER_PROPERTIES[spec.id]}
             if spec.start is not None:
                 properties["start_datetime"] = spec.start.isoformat().replace("+00:00", "Z")
                 properties["end_datetime"] = spec.end.isoformat().replace("+00:00", "Z")  # type: ignore[union-attr]
@@ -574,6 +584,103 @@ def random_searches(draw: st.DrawFn) -> dict[str, Any]:
     if collections is not None:
         params["collections"] = collections
     return params
+
+
+# --------------------------------------------------------------------------------------
+# CQL2 filters and their brute-force evaluation (plain Python, not the cql2 library)
+# --------------------------------------------------------------------------------------
+_COMPARE = {
+    "=": lambda a, b: a == b,
+    "<>": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _value_of(spec: ItemSpec, name: str) -> Any:
+    if name == "id":
+        return spec.id
+    if name == "collection":
+        return spec.collection
+    return FILTER_PROPERTIES[spec.id].get(name)
+
+
+def _like(value: str, pattern: str) -> bool:
+    import re
+
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, flags=re.DOTALL) is not None
+
+
+def filter_matches_brute_force(spec: ItemSpec, expr: dict[str, Any]) -> bool:
+    """Whether a test item satisfies a CQL2-JSON filter of the forms
+    :func:`random_filters` makes, evaluated in plain Python (shapely for geometry)."""
+    op, args = expr["op"], expr["args"]
+    if op == "and":
+        return all(filter_matches_brute_force(spec, a) for a in args)
+    if op == "or":
+        return any(filter_matches_brute_force(spec, a) for a in args)
+    if op == "not":
+        return not filter_matches_brute_force(spec, args[0])
+    if op == "s_intersects":
+        return spec.geometry.intersects(shape(args[1]))
+    value = _value_of(spec, args[0]["property"])
+    if value is None:
+        return False
+    if op in _COMPARE:
+        return bool(_COMPARE[op](value, args[1]))
+    if op == "in":
+        return value in args[1]
+    if op == "between":
+        return bool(args[1] <= value <= args[2])
+    if op == "like":
+        return _like(value, args[1])
+    raise ValueError(f"no brute force for {op}")
+
+
+def brute_force_filter_ids(expr: dict[str, Any]) -> frozenset[str]:
+    return frozenset(i.id for i in ITEMS if filter_matches_brute_force(i, expr))
+
+
+@st.composite
+def random_filters(draw: st.DrawFn, depth: int = 0) -> dict[str, Any]:
+    """Random CQL2-JSON: comparisons on an integer, a number and a string, IN,
+    BETWEEN, LIKE, S_INTERSECTS with a box, combined with AND / OR / NOT."""
+    kinds = ["compare", "in", "between", "like", "spatial"]
+    if depth < 2:
+        kinds += ["and", "or", "not"]
+    kind = draw(st.sampled_from(kinds))
+    if kind in ("and", "or"):
+        return {"op": kind, "args": [draw(random_filters(depth + 1)) for _ in range(2)]}
+    if kind == "not":
+        return {"op": "not", "args": [draw(random_filters(depth + 1))]}
+    if kind == "compare":
+        name = draw(st.sampled_from(["rank", "score", "kind", "collection"]))
+        op = draw(st.sampled_from(sorted(_COMPARE)))
+        value: Any = {
+            "rank": draw(st.integers(-1, len(ITEMS))),
+            "score": draw(st.sampled_from([0, 1.25, 2.5, 3.75, 4.0])),
+            "kind": draw(st.sampled_from(["monthly", "daily", "special", "none"])),
+            "collection": draw(st.sampled_from(sorted(COLLECTIONS))),
+        }[name]
+        if name in ("kind", "collection"):
+            op = draw(st.sampled_from(["=", "<>"]))
+        return {"op": op, "args": [{"property": name}, value]}
+    if kind == "in":
+        values = draw(st.lists(st.sampled_from(["monthly", "daily", "special"]), max_size=3))
+        return {"op": "in", "args": [{"property": "kind"}, values or ["none"]]}
+    if kind == "between":
+        low = draw(st.integers(0, len(ITEMS)))
+        return {"op": "between", "args": [{"property": "rank"}, low, low + draw(st.integers(0, 8))]}
+    if kind == "like":
+        pattern = draw(st.sampled_from(["discharge%", "%2021%", "soil-moisture-_lps", "%-0_"]))
+        return {"op": "like", "args": [{"property": "id"}, pattern]}
+    west = draw(st.floats(-20, 20).map(lambda v: round(v, 1)))
+    south = draw(st.floats(40, 50).map(lambda v: round(v, 1)))
+    polygon = mapping(box(west, south, west + draw(st.sampled_from([0.5, 3.0, 40.0])), south + 2))
+    return {"op": "s_intersects", "args": [{"property": "geometry"}, dict(polygon)]}
 
 
 def _page_ids(features: list[dict[str, Any]]) -> list[str]:
@@ -1026,3 +1133,105 @@ class StacApiContract:
                 good = one.get("/search", params={"limit": 1})
                 assert bad.status_code == 400 and good.status_code == 200
                 assert bad.headers["x-request-id"] and good.headers["x-request-id"]
+
+    # -- CQL2 filter and fields --------------------------------------------------------
+    @settings(
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.differing_executors,
+        ],
+    )
+    @given(expr=random_filters())
+    def test_random_cql2_filters_match_brute_force(
+        self, http: httpx.Client, expr: dict[str, Any]
+    ) -> None:
+        expected = brute_force_filter_ids(expr)
+        response = http.post("/search", json={"filter": expr, "limit": 100})
+        assert response.status_code == 200, response.text
+        assert frozenset(_page_ids(response.json()["features"])) == expected, expr
+        text = cql2.parse_json(orjson.dumps(expr).decode()).to_text()
+        response = http.get("/search", params={"filter": text, "limit": 100})
+        assert response.status_code == 200, (text, response.text)
+        assert frozenset(_page_ids(response.json()["features"])) == expected, text
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            (
+                "rank < 3 AND collection = 'discharge'",
+                _ids("discharge-2020-01", "discharge-2020-02", "discharge-2020-03"),
+            ),
+            ("kind IN ('special') AND score >= 2", None),
+            ("id LIKE 'soil-moisture-2021-0%' AND NOT rank BETWEEN 12 AND 14", None),
+            (
+                "S_INTERSECTS(geometry, POLYGON((179 -20, 180 -20, 180 -15, 179 -15, 179 -20)))",
+                _ids("soil-moisture-fiji"),
+            ),
+            ("NOT (rank >= 0)", frozenset()),
+        ],
+    )
+    def test_cql2_text_filters_on_get_post_and_items(
+        self, http: httpx.Client, text: str, expected: frozenset[str] | None
+    ) -> None:
+        as_json = cql2.parse_text(text).to_json()
+        if expected is None:
+            expected = brute_force_filter_ids(as_json)
+        responses = [http.get("/search", params={"filter": text, "limit": 100})]
+        if isinstance(as_json, dict):  # a POST filter is a JSON object
+            responses.append(http.post("/search", json={"filter": as_json, "limit": 100}))
+        for response in responses:
+            assert response.status_code == 200, response.text
+            assert frozenset(_page_ids(response.json()["features"])) == expected
+        for collection_id in COLLECTIONS:
+            items = http.get(
+                f"/collections/{collection_id}/items", params={"filter": text, "limit": 100}
+            )
+            assert items.status_code == 200, items.text
+            in_collection = {i.id for i in ITEMS if i.collection == collection_id}
+            assert frozenset(_page_ids(items.json()["features"])) == expected & in_collection
+
+    def test_filtered_paging_returns_each_match_once(self, http: httpx.Client) -> None:
+        text = "rank >= 3 AND kind <> 'daily'"
+        expected = brute_force_filter_ids(cql2.parse_text(text).to_json())
+        got = self._follow_get(http, "/search", {"filter": text, "limit": 2})
+        assert len(got) == len(set(got)) and set(got) == expected
+
+    @pytest.mark.parametrize(
+        "params",
+        [
+            {"filter": "rank >"},
+            {"filter": "{not json", "filter-lang": "cql2-json"},
+            {"filter": "rank > 1", "filter-lang": "sql"},
+            {"filter": "rank > 1", "filter-crs": "EPSG:3857"},
+        ],
+    )
+    def test_a_bad_filter_is_a_400_saying_why(
+        self, http: httpx.Client, params: dict[str, str]
+    ) -> None:
+        response = http.get("/search", params=params)
+        assert response.status_code == 400, response.text
+        assert "filter" in response.json()["description"], response.text
+
+    def test_fields_id_returns_ids_only(self, http: httpx.Client) -> None:
+        for response in (
+            http.get("/search", params={"fields": "id", "limit": 100}),
+            http.post("/search", json={"fields": {"include": ["id"]}, "limit": 100}),
+        ):
+            assert response.status_code == 200, response.text
+            features = response.json()["features"]
+            assert {f["id"] for f in features} == set(ALL_IDS)
+            assert all(set(f) <= {"id", "collection", "links"} for f in features), features[0]
+        response = http.get(
+            "/collections/discharge/items", params={"fields": "-assets,-geometry", "limit": 3}
+        )
+        feature = response.json()["features"][0]
+        assert "assets" not in feature and "geometry" not in feature and "properties" in feature
+
+    def test_queryables_name_the_items_properties(self, http: httpx.Client) -> None:
+        for path in ("/queryables", "/collections/discharge/queryables"):
+            response = http.get(path)
+            assert response.status_code == 200, response.text
+            names = set(response.json()["properties"])
+            assert {"id", "geometry"} <= names, names

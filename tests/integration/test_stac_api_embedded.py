@@ -54,6 +54,15 @@ class TestEmbeddedStacApi(StacApiContract):
         with running_stac_server(data_dir, "embedded") as url:
             yield url
 
+    def test_a_literal_false_filter_matches_nothing(self, http: httpx.Client) -> None:
+        """The issue's reproduction. (stac-fastapi-pgstac answers a 400 here: its GET
+        handler turns the text into JSON ``false`` and its POST model wants an object.)"""
+        response = http.get(
+            "/collections/discharge/items", params={"filter": "false", "fields": "id"}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["features"] == []
+
     def test_index_was_built_at_start_up(self, stac_url: str, data_dir: Path) -> None:
         index = data_dir / "stac-index.sqlite"
         assert index_fingerprint(index) == catalog_fingerprint(data_dir / "catalog")
