@@ -892,11 +892,11 @@ def select_fields(item: dict[str, Any], include: Sequence[str], exclude: Sequenc
         if path in ("id", "collection"):
             continue
         parts = path.split(".")
-        target = out
+        holder: Any = out
         for part in parts[:-1]:
-            target = target.get(part) if isinstance(target, dict) else None
-        if isinstance(target, dict):
-            target.pop(parts[-1], None)
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if isinstance(holder, dict):
+            holder.pop(parts[-1], None)
     return out
 
 
@@ -909,12 +909,11 @@ def parse_fields(fields: Any) -> tuple[list[str], list[str]]:
         fields = fields.split(",")
     if isinstance(fields, list) and all(isinstance(f, str) for f in fields):
         names = [f.strip() for f in fields if f.strip()]
-        include = [n.lstrip("+") for n in names if not n.startswith("-")]
-        return include, [n[1:] for n in names if n.startswith("-")]
+        plus = [n.lstrip("+") for n in names if not n.startswith("-")]
+        return plus, [n[1:] for n in names if n.startswith("-")]
     if isinstance(fields, dict):
         fields = SimpleNamespace(**fields)
-    include, exclude = getattr(fields, "include", None), getattr(fields, "exclude", None)
-    parts = [list(v or []) for v in (include, exclude)]
+    parts = [list(getattr(fields, name, None) or []) for name in ("include", "exclude")]
     if all(all(isinstance(x, str) for x in part) for part in parts):
         return sorted(parts[0]), sorted(parts[1])
     raise InvalidQueryParameter(
