@@ -22,6 +22,7 @@ from twinmesh.cli_capabilities import add_capability_commands
 from twinmesh.core.errors import TwinmeshError
 from twinmesh.core.settings import Settings, load_settings
 from twinmesh.core.store import DatacubeStore
+from twinmesh.federation.cli import federation_app
 
 console = Console()
 err = Console(stderr=True)
@@ -67,6 +68,7 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(models_app, name="models")
 app.add_typer(events_app, name="events")
+app.add_typer(federation_app, name="federation")
 
 
 def _settings(ctx: typer.Context) -> Settings:

@@ -15,7 +15,14 @@ from twinmesh.core.hydrology.snow import CemaNeigeParams, run_gr4j_snow
 if TYPE_CHECKING:
     from twinmesh.core.models import ModelVersion
 
-__all__ = ["ModelRunner", "GR4JRunner", "GR4JCemaNeigeRunner", "RUNNERS", "runner_for"]
+__all__ = [
+    "ModelRunner",
+    "GR4JRunner",
+    "GR4JCemaNeigeRunner",
+    "FederatedMLPRunner",
+    "RUNNERS",
+    "runner_for",
+]
 
 
 class ModelRunner(Protocol):
@@ -93,12 +100,37 @@ class GR4JCemaNeigeRunner:
         return np.asarray(q_mm), end_state
 
 
+class FederatedMLPRunner:
+    """The data-driven model trained with Flower (``twinmesh.federation``): a small
+    network on recursive forcing features; its weights are the version's parameters
+    (``w1.0000`` ...), one set for every region (it predicts runoff depth)."""
+
+    kind = "federated-mlp"
+
+    def run(
+        self,
+        model: ModelVersion,
+        region_id: str,
+        precipitation_mm: np.ndarray,
+        pet_mm: np.ndarray,
+        state: Any = None,
+        *,
+        temperature_c: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, Any]:
+        from twinmesh.federation.registry import model_from_parameters
+
+        if temperature_c is None:
+            raise InvalidParameter(f"model {model.ref} needs air temperature (snow routine)")
+        net = model_from_parameters(model.parameters_for(region_id))
+        return net.run(precipitation_mm, pet_mm, temperature_c, state)
+
+
 def _gr4j_params(model: ModelVersion, region_id: str) -> GR4JParams:
     p = model.parameters_for(region_id)
     return GR4JParams(p["x1_mm"], p["x2_mm"], p["x3_mm"], p["x4_days"])
 
 
-_ALL: list[ModelRunner] = [GR4JRunner(), GR4JCemaNeigeRunner()]
+_ALL: list[ModelRunner] = [GR4JRunner(), GR4JCemaNeigeRunner(), FederatedMLPRunner()]
 RUNNERS: dict[str, ModelRunner] = {r.kind: r for r in _ALL}
 
 

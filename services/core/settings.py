@@ -107,6 +107,25 @@ class JobSettings(BaseModel):
     workers: int = Field(default=1, ge=0, le=64)
 
 
+def _default_flower_env() -> Path:
+    return Path(__file__).resolve().parents[2] / ".venv" / "flower"
+
+
+class FederationSettings(BaseModel):
+    """Federated training with Flower (``twinmesh federation ...``)."""
+
+    #: Flower's own virtual environment (made by scripts/bootstrap): its pins conflict
+    #: with the project's, so twinmesh starts flower-superlink/-supernode/flwr from it.
+    flower_env: Path = Field(default_factory=_default_flower_env)
+    #: A run still unfinished after this many seconds is stopped by the watchdog.
+    deadline_seconds: float = Field(default=900.0, gt=0)
+    #: Seconds the ServerApp waits for a node's reply in a round.
+    round_timeout_seconds: float = Field(default=120.0, gt=0)
+    #: Retraining trigger: a federated model whose validation NSE on recent
+    #: observations falls below this starts a new run.
+    retrain_below_nse: float = 0.5
+
+
 class Settings(BaseSettings):
     """Everything a twinmesh process needs to know about where it runs."""
 
@@ -130,6 +149,7 @@ class Settings(BaseSettings):
     #: ``postgresql://user:pass@host:5432/db`` at scale.
     database_url: str | None = None
     jobs: JobSettings = Field(default_factory=JobSettings)
+    federation: FederationSettings = Field(default_factory=FederationSettings)
     #: A request whose result would be larger than this is refused before any data is
     #: read (TooLarge); run it as smaller pieces.
     max_result_bytes: int = Field(default=512 * 1024**2, gt=0)

@@ -1,0 +1,2 @@
+"""The directory Flower builds the app bundle (FAB) from: its own pyproject.toml and the
+``twinmesh_fl`` package."""

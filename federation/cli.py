@@ -1,0 +1,234 @@
+"""``twinmesh federation ...``: partners' data export, the SuperLink, a partner's
+SuperNode (``join``), a training run whose model enters the registry, and development
+certificates."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from twinmesh.core.settings import Settings
+
+__all__ = ["federation_app"]
+
+federation_app = typer.Typer(
+    help="Federated training with Flower: partners keep their data on site; the trained "
+    "model enters the twin's model registry.",
+    no_args_is_help=True,
+)
+
+_INSECURE = typer.Option("--insecure", help="Development only: no TLS and no node authentication.")
+_TLS_DIR = typer.Option(
+    "--certs", help="Directory made by `twinmesh federation certs` (TLS and node keys)."
+)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+def _flower(ctx: typer.Context) -> Any:
+    from twinmesh.federation.launcher import FlowerEnv
+
+    return FlowerEnv(_settings(ctx).federation.flower_env)
+
+
+def _need_security(insecure: bool, certs: Path | None) -> None:
+    if not insecure and certs is None:
+        raise typer.BadParameter(
+            "TLS is on by default: pass --certs DIR (see `twinmesh federation certs`) or "
+            "--insecure for a development run"
+        )
+
+
+@federation_app.command("app-hash")
+def app_hash() -> None:
+    """Print the digest of the app bundle's code (what `join --allow-app` takes)."""
+    from twinmesh.federation.app.twinmesh_fl.bundle import bundle_digest
+    from twinmesh.federation.launcher import APP_DIR
+
+    typer.echo(bundle_digest(APP_DIR / "twinmesh_fl"))
+
+
+@federation_app.command("export")
+def export(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", help="One directory per partner goes here.")],
+    partner: Annotated[
+        list[str] | None, typer.Option("--partner", help="Demo partner (default: all).")
+    ] = None,
+) -> None:
+    """Export demo partners' data, each to a directory of its own."""
+    from twinmesh.core.engine import Engine
+    from twinmesh.federation.partners import export_demo_partners
+
+    engine = Engine(_settings(ctx))
+    try:
+        dirs = export_demo_partners(engine, out, partner)
+    finally:
+        engine.close()
+    typer.echo(json.dumps({name: str(path) for name, path in dirs.items()}, indent=2))
+
+
+@federation_app.command("superlink")
+def superlink(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="The one HTTP port (Fleet, Control, /health).")] = 9092,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    database: Annotated[
+        Path | None, typer.Option(help="SuperLink state (a restart loses nothing).")
+    ] = None,
+    home: Annotated[Path | None, typer.Option(help="FLWR_HOME of the SuperLink.")] = None,
+    insecure: Annotated[bool, _INSECURE] = False,
+    certs: Annotated[Path | None, _TLS_DIR] = None,
+) -> None:
+    """Run the SuperLink in the foreground (TLS and node authentication unless --insecure)."""
+    from twinmesh.federation.launcher import Tls, superlink_argv
+
+    _need_security(insecure, certs)
+    data_dir = _settings(ctx).data_dir / "federation"
+    home = home or data_dir / "superlink"
+    home.mkdir(parents=True, exist_ok=True)
+    flower = _flower(ctx)
+    tls = None
+    if not insecure and certs is not None:
+        tls = Tls(certs / "ca.crt", certs / "server.pem", certs / "server.key")
+    argv = superlink_argv(
+        flower,
+        port=port,
+        host=host,
+        database=database or home / "state.db",
+        tls=tls,
+        node_auth=not insecure,
+    )
+    os.execve(argv[0], argv, flower.env(home))
+
+
+@federation_app.command("join")
+def join(
+    ctx: typer.Context,
+    superlink: Annotated[str, typer.Option(help="HOST:PORT of the SuperLink.")],
+    data: Annotated[Path, typer.Option(help="The partner's data directory (never sent).")],
+    port: Annotated[int, typer.Option(help="This node's own ClientAppIo/runtime port.")] = 9094,
+    home: Annotated[Path | None, typer.Option(help="FLWR_HOME of this node.")] = None,
+    allow_app: Annotated[
+        list[str] | None,
+        typer.Option("--allow-app", help="App bundle digest this node runs (`app-hash`)."),
+    ] = None,
+    audit_log: Annotated[
+        Path | None, typer.Option(help="What this node sent (JSON lines).")
+    ] = None,
+    insecure: Annotated[bool, _INSECURE] = False,
+    certs: Annotated[Path | None, _TLS_DIR] = None,
+    auth_key: Annotated[
+        Path | None, typer.Option(help="This node's EC private key (registered with the link).")
+    ] = None,
+) -> None:
+    """Join a federation as a SuperNode; supervised: restarted with backoff if it exits."""
+    from twinmesh.federation.app.twinmesh_fl.bundle import bundle_digest
+    from twinmesh.federation.launcher import APP_DIR, supernode_argv, supervise
+
+    _need_security(insecure, certs)
+    home = home or _settings(ctx).data_dir / "federation" / f"node-{port}"
+    home.mkdir(parents=True, exist_ok=True)
+    flower = _flower(ctx)
+    allowed = allow_app or [bundle_digest(APP_DIR / "twinmesh_fl")]
+    argv = supernode_argv(
+        flower,
+        superlink=superlink,
+        port=port,
+        data=data.resolve(),
+        allowed_apps=allowed,
+        audit_log=(audit_log or home / "audit.jsonl").resolve(),
+        root_cert=None if insecure or certs is None else certs / "ca.crt",
+        auth_key=None if insecure else auth_key,
+    )
+    raise typer.Exit(supervise(argv, flower.env(home), home / "supernode.log"))
+
+
+@federation_app.command("run")
+def run(
+    ctx: typer.Context,
+    superlink: Annotated[str, typer.Option(help="HOST:PORT of the SuperLink.")],
+    twin: Annotated[
+        list[str] | None, typer.Option("--twin", help="Register the model for this twin.")
+    ] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Federated rounds.")] = 3,
+    strategy: Annotated[str, typer.Option(help="fedavg or fedprox.")] = "fedavg",
+    proximal_mu: Annotated[float, typer.Option(help="FedProx's proximal weight.")] = 0.1,
+    local_steps: Annotated[int, typer.Option(min=1, help="Local Adam steps per round.")] = 300,
+    min_nodes: Annotated[int, typer.Option(min=1, help="Fewer nodes fail the run.")] = 2,
+    deadline: Annotated[
+        float | None, typer.Option(help="Seconds until the watchdog stops the run.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Where the ServerApp writes the model.")] = None,
+    approve: Annotated[bool, typer.Option(help="Make the new version current.")] = True,
+    insecure: Annotated[bool, _INSECURE] = False,
+    certs: Annotated[Path | None, _TLS_DIR] = None,
+) -> None:
+    """Train the model across the connected SuperNodes and register it (prints JSON)."""
+    from twinmesh.core.engine import Engine
+    from twinmesh.federation.launcher import submit_run, wait_for_run, write_cli_config
+    from twinmesh.federation.registry import register_run
+
+    _need_security(insecure, certs)
+    settings = _settings(ctx)
+    fed = settings.federation
+    deadline_s = deadline or fed.deadline_seconds
+    out_dir = (out or Path(tempfile.mkdtemp(prefix="twinmesh-run-"))).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    home = out_dir / "flwr-cli"
+    write_cli_config(home, superlink, None if insecure or certs is None else certs / "ca.crt")
+    flower = _flower(ctx)
+    run_id = submit_run(
+        flower,
+        home,
+        {
+            "num-server-rounds": rounds,
+            "strategy": strategy,
+            "proximal-mu": proximal_mu,
+            "local-steps": local_steps,
+            "min-nodes": min_nodes,
+            "round-timeout": fed.round_timeout_seconds,
+            "deadline": deadline_s,
+            "out-dir": str(out_dir),
+        },
+    )
+    typer.echo(f"submitted Flower run {run_id}; waiting (deadline {deadline_s:.0f} s)", err=True)
+    outcome = wait_for_run(flower, home, run_id, out_dir, deadline_s=deadline_s + 30)
+    if not outcome.completed:
+        typer.echo(
+            json.dumps({"run": run_id, "status": "failed", "reason": outcome.reason}, indent=2)
+        )
+        raise typer.Exit(1)
+    engine = Engine(settings)
+    try:
+        versions = register_run(
+            engine, twin or ["delaware"], out_dir, outcome.summary, approve=approve
+        )
+    finally:
+        engine.close()
+    s = outcome.summary
+    typer.echo(
+        json.dumps(
+            {
+                "run": run_id,
+                "status": "completed",
+                "rounds": s["rounds"],
+                "strategy": s["strategy"],
+                "partners": s["partners"],
+                "validation": s["validation"],
+                "dropped": s.get("dropped", []),
+                "seconds_per_round": s["seconds_per_round"],
+                "registered": [v.ref for v in versions],
+                "out": str(out_dir),
+            },
+            indent=2,
+        )
+    )

@@ -1,0 +1,191 @@
+"""Flower deployment processes for tests and the benchmark: a SuperLink and SuperNodes
+started through the twinmesh CLI on 127.0.0.1, each in its own process group (stopped by
+that group), ready when /health answers and the SuperLink lists the nodes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.helpers.stac_server import free_port
+from twinmesh.core.settings import Settings
+from twinmesh.federation.launcher import FlowerEnv, write_cli_config
+
+__all__ = ["Federation", "running_federation", "twinmesh_argv", "stop_group", "start_group"]
+
+
+def twinmesh_argv(*args: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("twinmesh")), *args]
+
+
+def start_group(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as f:
+        return subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Stop the process group led by ``proc`` (SIGTERM, then SIGKILL)."""
+    if proc.poll() is None or sig == signal.SIGKILL:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # helpers left in the group
+
+
+@dataclass
+class Federation:
+    root: Path
+    settings_env: dict[str, str]
+    port: int
+    superlink: subprocess.Popen[bytes] | None = None
+    nodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    flower: FlowerEnv | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.settings_env}
+
+    def start_superlink(self) -> None:
+        self.superlink = start_group(
+            twinmesh_argv(
+                "federation",
+                "superlink",
+                "--insecure",
+                "--port",
+                str(self.port),
+                "--home",
+                str(self.root / "superlink"),
+                "--database",
+                str(self.root / "superlink.db"),
+            ),
+            self.env(),
+            self.root / "superlink.log",
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            if self.superlink.poll() is not None:
+                raise RuntimeError((self.root / "superlink.log").read_text()[-4000:])
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://{self.address}/health", timeout=2).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError("SuperLink not healthy:\n" + self.log("superlink")[-4000:])
+            time.sleep(0.3)
+
+    def join(self, name: str, data: Path, allow_app: str | None = None) -> None:
+        args = [
+            "federation",
+            "join",
+            "--insecure",
+            "--superlink",
+            self.address,
+            "--data",
+            str(data),
+            "--port",
+            str(free_port()),
+            "--home",
+            str(self.root / name),
+            "--audit-log",
+            str(self.audit_path(name)),
+        ]
+        if allow_app:
+            args += ["--allow-app", allow_app]
+        self.nodes[name] = start_group(twinmesh_argv(*args), self.env(), self.root / f"{name}.log")
+
+    def audit_path(self, name: str) -> Path:
+        return self.root / f"{name}.audit.jsonl"
+
+    def audit(self, name: str) -> list[dict[str, object]]:
+        path = self.audit_path(name)
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def log(self, name: str) -> str:
+        path = self.root / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def node_ids(self) -> list[int]:
+        """Online SuperNodes, as the SuperLink lists them (`flwr supernode list`)."""
+        assert self.flower is not None
+        home = self.root / "cli-home"
+        write_cli_config(home, self.address, None)
+        proc = subprocess.run(
+            [self.flower.exe("flwr"), "supernode", "list", "twinmesh", "--format", "json"],
+            env=self.flower.env(home),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        try:
+            answer = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            return []
+        nodes = answer.get("nodes", [])
+        return [int(n["node-id"]) for n in nodes if n.get("status") == "online"]
+
+    def wait_for_nodes(self, n: int, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.node_ids()) < n:
+            for name, proc in self.nodes.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"node {name} exited:\n" + self.log(name)[-3000:])
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"only {len(self.node_ids())} of {n} nodes online:\n"
+                    + self.log("superlink")[-3000:]
+                )
+            time.sleep(1.0)
+
+    def stop(self) -> None:
+        for proc in self.nodes.values():
+            stop_group(proc)
+        if self.superlink is not None:
+            stop_group(self.superlink)
+
+
+@contextlib.contextmanager
+def running_federation(
+    root: Path, settings: Settings, extra_env: dict[str, str] | None = None
+) -> Iterator[Federation]:
+    """A SuperLink (no nodes yet) for ``settings``'s store; stopped with its nodes."""
+    root.mkdir(parents=True, exist_ok=True)
+    env = {
+        "TWINMESH_DATA_DIR": str(settings.data_dir),
+        "TWINMESH_DATABASE_URL": settings.resolved_database_url,
+        "TWINMESH_CALIBRATION_REPETITIONS": str(settings.calibration_repetitions),
+        **(extra_env or {}),
+    }
+    fed = Federation(root, env, free_port(), flower=FlowerEnv(settings.federation.flower_env))
+    try:
+        fed.start_superlink()
+        yield fed
+    finally:
+        fed.stop()
