@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from twinmesh.core.errors import TwinmeshError
 from twinmesh.core.settings import Settings, load_settings
 from twinmesh.gateways.http import HttpRules, guard, uvicorn_options
+from twinmesh.stac.api.assets import data_routes, local_root
 from twinmesh.stac.api.embedded import (
     CatalogLoad,
     catalog_fingerprint,
@@ -335,6 +336,9 @@ def _harden(api: StacApi, settings: Settings) -> ASGIApp:
     request ids, a 500 that says only "internal error", one access line) around the
     STAC API's own edge validation and error shape."""
     app = api.app
+    # The local store's files (Zarr chunks, result files) for the asset hrefs.
+    for route in data_routes(local_root(settings.resolved_store_url)):
+        app.router.routes.append(route)
     api.add_route_dependencies(
         scopes=_SEARCH_ROUTES,  # type: ignore[arg-type]
         dependencies=[Depends(_validate_search_parameters)],
@@ -374,7 +378,11 @@ def create_app(settings: Settings) -> ASGIApp:
             return _sync_pgstac(settings)
 
         api = create_pgstac_api(
-            dsn, title=API_TITLE, description=description, on_startup=on_startup
+            dsn,
+            title=API_TITLE,
+            description=description,
+            on_startup=on_startup,
+            data_root=local_root(settings.resolved_store_url),
         )
     elif backend == "embedded":
 
@@ -386,6 +394,7 @@ def create_app(settings: Settings) -> ASGIApp:
             title=API_TITLE,
             description=description,
             on_startup=on_startup,
+            data_root=local_root(settings.resolved_store_url),
         )
     else:  # pragma: no cover - settings validate the literal
         raise ValueError(f"unknown STAC backend {backend!r}; expected embedded or pgstac")

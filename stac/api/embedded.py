@@ -79,6 +79,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 
 from twinmesh.core.errors import DataNotReady
+from twinmesh.stac.api.assets import publish_assets
 
 __all__ = [
     "INFERRED_LINK_RELS",
@@ -1192,6 +1193,8 @@ class EmbeddedCoreClient(BaseCoreClient):
 
     index: EmbeddedIndex = attr.ib()
     landing_page_id: str = attr.ib(default="twinmesh")
+    #: The local store's directory: asset hrefs in it are answered as /data URLs.
+    data_root: Path | None = attr.ib(default=None)
 
     # -- links --------------------------------------------------------------------
     @staticmethod
@@ -1225,11 +1228,11 @@ class EmbeddedCoreClient(BaseCoreClient):
         collection["links"] = self._collection_links(base, collection["id"]) + list(
             collection.get("links", [])
         )
-        return collection
+        return publish_assets(collection, base, self.data_root)
 
     def _present_item(self, base: str, item: dict[str, Any]) -> dict[str, Any]:
         item["links"] = self._item_links(base, item) + list(item.get("links", []))
-        return item
+        return publish_assets(item, base, self.data_root)
 
     def _next_link(self, request: Request, token: str, body: dict[str, Any] | None) -> dict:
         if body is None:
@@ -1472,6 +1475,7 @@ def create_embedded_api(
     description: str,
     version: str = "0.1.0",
     on_startup: Callable[[], object] | None = None,
+    data_root: Path | None = None,
 ) -> StacApi:
     """The stac-fastapi application over the index at ``db_path``.
 
@@ -1524,7 +1528,7 @@ def create_embedded_api(
     )
     return StacApi(
         settings=settings,
-        client=EmbeddedCoreClient(index=index),
+        client=EmbeddedCoreClient(index=index, data_root=data_root),
         extensions=[*search_extensions, items_extensions[0], items_extensions[2]],
         app=app,
         title=title,

@@ -9,6 +9,7 @@ stac-fastapi-pgstac's own ``PG*`` environment variables.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -32,9 +33,11 @@ from stac_fastapi.pgstac.core import CoreCrudClient
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
 from stac_fastapi.types.errors import InvalidQueryParameter
+from stac_fastapi.types.requests import get_base_url
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from twinmesh.stac.api.assets import publish_assets
 from twinmesh.stac.api.embedded import CatalogLoad, bbox_geometry, parse_bbox, read_catalog
 
 __all__ = [
@@ -103,6 +106,20 @@ class TwinmeshPgstacClient(CoreCrudClient):
     """
 
     landing_page_id: str = attr.ib(default="twinmesh")
+    #: The local store's directory: asset hrefs in it are answered as /data URLs.
+    data_root: Path | None = attr.ib(default=None)
+
+    async def all_collections(self, request: Request, **kwargs: Any) -> Any:  # type: ignore[override]
+        collections = await super().all_collections(request=request, **kwargs)
+        for collection in collections.get("collections", []):
+            publish_assets(collection, str(get_base_url(request)), self.data_root)
+        return collections
+
+    async def get_collection(  # type: ignore[override]
+        self, collection_id: str, request: Request, **kwargs: Any
+    ) -> Any:
+        collection = await super().get_collection(collection_id, request=request, **kwargs)
+        return publish_assets(collection, str(get_base_url(request)), self.data_root)
 
     async def _search_base(self, search_request: Any, request: Request) -> Any:  # type: ignore[override]
         geometry = _bbox_as_intersects(getattr(search_request, "bbox", None))
@@ -122,10 +139,12 @@ class TwinmeshPgstacClient(CoreCrudClient):
             raise InvalidQueryParameter(
                 f"token {token!r} is not a paging token of this API; follow the next link"
             ) from None
+        base = str(get_base_url(request))
         for feature in item_collection.get("features", []):
             properties = feature.get("properties")
             if isinstance(properties, dict):
                 properties.setdefault("datetime", None)
+            publish_assets(feature, base, self.data_root)
         return item_collection
 
 
@@ -136,6 +155,7 @@ def create_pgstac_api(
     description: str,
     version: str = "0.1.0",
     on_startup: Callable[[], object] | None = None,
+    data_root: Path | None = None,
 ) -> StacApi:
     """The stac-fastapi-pgstac application on the database at ``dsn``.
 
@@ -166,7 +186,8 @@ def create_pgstac_api(
             await close_db_connection(app)
 
     return instantiate_api(
-        client=TwinmeshPgstacClient,
+        # The client class, made with the store's directory for asset hrefs.
+        client=functools.partial(TwinmeshPgstacClient, data_root=data_root),  # type: ignore[arg-type]
         extensions=Extensions(settings=settings),
         lifespan=lifespan,
         settings=settings,

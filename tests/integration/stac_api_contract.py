@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -770,9 +769,13 @@ class StacApiContract:
         assert season["properties"]["start_datetime"] == "2021-09-01T00:00:00Z"
         item = http.get("/collections/discharge/items/discharge-2020-03").json()
         assert item["properties"]["datetime"] == "2020-03-01T00:00:00Z"
-        assert os.path.isabs(item["assets"]["zarr"]["href"])
+        assert item["assets"]["zarr"]["href"].endswith("/data/discharge.zarr")
 
-    def test_zarr_asset_of_a_searched_item_opens(self, stac_url: str) -> None:
+    def test_zarr_asset_of_a_searched_item_opens_over_http(
+        self, stac_url: str, data_dir: Path
+    ) -> None:
+        """The href is a URL of the API: xarray on another machine opens it (HTTP range
+        reads of the Zarr's files), with the asset's own open_kwargs."""
         client = Client.open(stac_url)
         items = list(
             client.search(collections=["soil-moisture"], ids=["soil-moisture-alps"]).items()
@@ -780,10 +783,49 @@ class StacApiContract:
         assert [i.id for i in items] == ["soil-moisture-alps"]
         asset = items[0].assets["zarr"]
         assert asset.media_type == ZARR_MEDIA_TYPE
-        with xr.open_zarr(asset.href, consolidated=False) as ds:
-            assert ds["value"].dims == ("t", "y", "x")
-            assert ds.attrs["title"] == "soil-moisture test cube"
-            assert float(ds["value"].mean()) > 0
+        assert asset.href == f"{stac_url.rstrip('/')}/data/soil-moisture.zarr", asset.href
+        local = data_dir / "store" / "soil-moisture.zarr"
+        with (
+            xr.open_zarr(asset.href, consolidated=False) as remote,
+            xr.open_zarr(local, consolidated=False) as on_disk,
+        ):
+            assert remote["value"].dims == ("t", "y", "x")
+            assert remote.attrs["title"] == "soil-moisture test cube"
+            xr.testing.assert_identical(remote.load(), on_disk.load())
+
+    def test_store_files_are_served_read_only_with_ranges(
+        self, stac_url: str, http: httpx.Client
+    ) -> None:
+        meta = http.get("/data/soil-moisture.zarr/zarr.json", headers={"Origin": "https://x.org"})
+        assert meta.status_code == 200 and meta.json()["node_type"] == "group"
+        assert meta.headers["access-control-allow-origin"] in ("*", "https://x.org")
+        part = http.get("/data/soil-moisture.zarr/zarr.json", headers={"Range": "bytes=0-9"})
+        assert part.status_code == 206 and part.content == meta.content[:10]
+        assert http.head("/data/soil-moisture.zarr/zarr.json").status_code == 200
+        for path in ("/data/../catalog/catalog.json", "/data/%2e%2e/catalog/catalog.json",
+                     "/data/nope.zarr/zarr.json"):  # fmt: skip
+            assert http.get(path).status_code == 404, path
+        listing = http.get("/data/soil-moisture.zarr")
+        assert listing.status_code == 200 and "value/" in listing.text
+        assert http.post("/data/soil-moisture.zarr/zarr.json").status_code == 405
+
+    def test_no_served_document_holds_a_local_path(
+        self, stac_url: str, http: httpx.Client, data_dir: Path
+    ) -> None:
+        paths = ["/", "/collections", "/conformance", "/queryables"]
+        for collection_id in COLLECTIONS:
+            paths += [
+                f"/collections/{collection_id}",
+                f"/collections/{collection_id}/items?limit=100",
+                f"/collections/{collection_id}/queryables",
+            ]
+        paths += [f"/collections/{i.collection}/items/{i.id}" for i in ITEMS[:3]]
+        paths.append("/search?limit=100")
+        local = str(data_dir.resolve())
+        for path in paths:
+            response = http.get(path)
+            assert response.status_code == 200, (path, response.text)
+            assert local not in response.text and "file://" not in response.text, path
 
     # -- searches --------------------------------------------------------------------
     @pytest.mark.parametrize("method", ["POST", "GET"])
