@@ -23,18 +23,20 @@ import uvicorn
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from shapely.geometry import box, mapping
 from stac_fastapi.api.app import StacApi
 from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
 from stac_fastapi.types.errors import InvalidQueryParameter, StacApiError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twinmesh.core.errors import TwinmeshError
 from twinmesh.core.settings import Settings, load_settings
 from twinmesh.gateways.http import HttpRules, guard, uvicorn_options
 from twinmesh.stac.api.assets import data_routes, local_root
 from twinmesh.stac.api.embedded import (
+    BIG_INTERSECTS_KEY,
     CatalogLoad,
     catalog_fingerprint,
     create_embedded_api,
@@ -298,6 +300,75 @@ def install_stac_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UnsupportedMediaType, stac_error(415))
 
 
+#: POST /search bodies above this are parsed before the app sees them (see below).
+_BIG_BODY_BYTES = 256 * 1024
+
+
+class _BigIntersectsMiddleware:
+    """Parse a big POST /search ``intersects`` off the event loop (embedded backend).
+
+    stac-fastapi validates the POST body with pydantic on the event loop, ~1 s for a
+    100 000-vertex polygon, and pydantic holds the GIL throughout, so even a thread
+    does not help. Here the JSON and the geometry (shapely, which releases the GIL) are
+    parsed in a worker thread; the app then sees the geometry's bounding box in its
+    place (cheap to validate) and the embedded client takes the real geometry from the
+    request scope.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not scope["path"].endswith("/search")
+        ):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        body = b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        if len(body) > _BIG_BODY_BYTES:
+            try:
+                replaced = await asyncio.to_thread(_stand_in_intersects, body)
+            except InvalidQueryParameter as exc:
+                await _error(400, "InvalidQueryParameter", str(exc))(scope, receive, send)
+                return
+            if replaced is not None:
+                body, parsed = replaced
+                scope = {**scope, BIG_INTERSECTS_KEY: parsed}
+                headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+                scope["headers"] = [*headers, (b"content-length", str(len(body)).encode())]
+                messages = [{"type": "http.request", "body": body, "more_body": False}]
+        pending = iter(messages)
+
+        async def replay() -> Message:
+            return next(pending, None) or await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _stand_in_intersects(body: bytes) -> tuple[bytes, tuple[Any, Any]] | None:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None  # the app answers malformed JSON itself
+    if not isinstance(data, dict) or not isinstance(data.get("intersects"), dict):
+        return None
+    geometry = parse_intersects(data["intersects"])
+    raw = data["intersects"]
+    data["intersects"] = mapping(box(*geometry.bounds))
+    return orjson.dumps(data), (geometry, raw)
+
+
 class _PublicUrlMiddleware:
     """Make the request look as if it arrived at ``public_url`` (links are built from it).
 
@@ -347,6 +418,8 @@ def _harden(api: StacApi, settings: Settings) -> ASGIApp:
     if settings.stac.public_url:
         app.add_middleware(_PublicUrlMiddleware, public_url=settings.stac.public_url)
     app.state.twinmesh_settings = settings
+    if settings.stac.backend == "embedded":
+        app.add_middleware(_BigIntersectsMiddleware)
     rules = HttpRules(
         max_body_bytes=settings.stac.max_body_bytes,
         error_body=_stac_error_body,

@@ -467,8 +467,15 @@ def parse_datetime_interval(value: str) -> tuple[int | None, int | None]:
     return start, end
 
 
+#: Where the request scope carries a big intersects parsed off the event loop:
+#: (shapely geometry, GeoJSON dict).
+BIG_INTERSECTS_KEY = "twinmesh.big_intersects"
+
+
 def parse_intersects(value: Any) -> BaseGeometry:
     """A GeoJSON geometry (dict or JSON text) as a valid shapely geometry."""
+    if isinstance(value, BaseGeometry):  # parsed already (a big one, off the event loop)
+        return value
     if isinstance(value, str | bytes):
         try:
             value = orjson.loads(value)
@@ -1242,6 +1249,17 @@ class EmbeddedCoreClient(BaseCoreClient):
                 "method": "GET",
                 "href": _with_query_param(str(request.url), "token", token),
             }
+        if request.scope.get(BIG_INTERSECTS_KEY):
+            # Repeating a 2.5 MB polygon in every page would cost more than the search:
+            # the client merges the token into its own request (STAC API paging).
+            return {
+                "rel": "next",
+                "type": _GEO_JSON,
+                "method": "POST",
+                "href": str(request.url),
+                "body": {"token": token},
+                "merge": True,
+            }
         return {
             "rel": "next",
             "type": _GEO_JSON,
@@ -1379,11 +1397,14 @@ class EmbeddedCoreClient(BaseCoreClient):
         )
 
     def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> dict:  # type: ignore[override]
+        # A big intersects was parsed off the event loop and stands in the request as
+        # its bounding box (twinmesh.stac.api.app): the real geometry is here.
+        parsed = request.scope.get(BIG_INTERSECTS_KEY)
         query = make_search_query(
             collections=search_request.collections,
             ids=search_request.ids,
             bbox=search_request.bbox,
-            intersects=search_request.intersects,
+            intersects=parsed[0] if parsed else search_request.intersects,
             datetime=search_request.datetime,
             limit=search_request.limit,
             sortby=getattr(search_request, "sortby", None),
@@ -1394,6 +1415,8 @@ class EmbeddedCoreClient(BaseCoreClient):
         )
         body = search_request.model_dump(mode="json", exclude_none=True, by_alias=True)
         body.pop("token", None)
+        if parsed:
+            body["intersects"] = parsed[1]
         return self._item_collection(
             request,
             query,
