@@ -23,3 +23,4 @@ bench:
 	.venv/bin/python bench/verify.py
 	.venv/bin/python bench/ogc_overhead.py
 	.venv/bin/python bench/grpc_throughput.py
+	.venv/bin/python bench/openeo_overhead.py

@@ -682,6 +682,26 @@ def serve_grpc(
     serve(settings.model_copy(update={"grpc": grpc}))
 
 
+@serve_app.command("openeo")
+def serve_openeo(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8084).")] = None,
+) -> None:
+    """Serve the openEO API 1.2: the twins' datacubes as collections, process graphs,
+    batch jobs (run by `twinmesh worker`, results in STAC as Zarr).
+
+    Try: curl 'http://127.0.0.1:8084/collections'
+    """
+    from twinmesh.openeo.app import serve_openeo as serve
+
+    settings = _settings(ctx)
+    openeo = settings.openeo.model_copy(
+        update={k: v for k, v in {"host": host, "port": port}.items() if v}
+    )
+    serve(settings.model_copy(update={"openeo": openeo}))
+
+
 def _check_pgstac(dsn: str | None) -> None:
     """Fail with one clear line, not a pool time-out, when pgstac's database is not there."""
     if not dsn:

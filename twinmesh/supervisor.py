@@ -57,8 +57,8 @@ class Service:
 
 
 def mesh_services(settings: Settings) -> list[Service]:
-    """The services that exist so far (the STAC API, the OGC API, the gRPC API and the
-    job workers); later adapters add theirs here."""
+    """The services that exist so far (the STAC API, the OGC API, the gRPC API, the
+    openEO API and the job workers); later adapters add theirs here."""
     base = settings.stac.base_url()
     return [
         Service(
@@ -90,6 +90,16 @@ def mesh_services(settings: Settings) -> list[Service]:
             host=settings.grpc.host,
             port=settings.grpc.port,
             port_setting="TWINMESH_GRPC__PORT",
+        ),
+        Service(
+            name="openeo",
+            argv=[sys.executable, "-m", "twinmesh.cli", "serve", "openeo"],
+            url=settings.openeo.base_url(),
+            health_url=f"{settings.openeo.base_url()}/.well-known/openeo",
+            description="openEO API 1.2 (collections, process graphs, batch jobs)",
+            host=settings.openeo.host,
+            port=settings.openeo.port,
+            port_setting="TWINMESH_OPENEO__PORT",
         ),
         *(
             Service(

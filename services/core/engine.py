@@ -110,15 +110,21 @@ class Engine:
         self, twin_id: str, capability: str, inputs: Mapping[str, Any] | CapabilityInputs | None
     ) -> tuple[Twin, Capability, CapabilityInputs]:
         """Validate a request fully (inputs, twin, capability, size) without computing it."""
-        from twinmesh.core.capabilities import CAPABILITIES
+        from twinmesh.core.capabilities import CAPABILITIES, job_kinds
 
-        if capability not in CAPABILITIES:
+        kinds = job_kinds() if capability not in CAPABILITIES else {}
+        if capability not in CAPABILITIES and capability not in kinds:
             raise UnknownCapability(
                 f"unknown capability {capability!r}; twinmesh has: {', '.join(CAPABILITIES)}"
             )
-        typed = CAPABILITIES[capability].validate(inputs)
-        twin = self.twin(twin_id)
-        cap = self.capability(twin, capability)
+        if capability in kinds:  # an adapter's job kind works on any twin's data
+            typed = kinds[capability].validate(inputs)
+            twin = self.twin(twin_id)
+            cap = kinds[capability]
+        else:
+            typed = CAPABILITIES[capability].validate(inputs)
+            twin = self.twin(twin_id)
+            cap = self.capability(twin, capability)
         size = cap.estimate_bytes(self, twin, typed)
         limit = self.settings.max_result_bytes
         if size > limit:

@@ -25,6 +25,7 @@ __all__ = [
     "OgcSettings",
     "GrpcSettings",
     "JobSettings",
+    "OpenEOSettings",
     "load_settings",
 ]
 
@@ -92,6 +93,33 @@ class GrpcSettings(BaseModel):
         return self.public_address or f"{self.host}:{self.port}"
 
 
+class OpenEOSettings(BaseModel):
+    """Where the openEO API 1.2 service listens, how it computes, and its limits."""
+
+    host: str = "127.0.0.1"
+    port: int = 8084
+    #: Public URL the API is reached at (links, asset hrefs); defaults to http://host:port.
+    public_url: str | None = None
+    #: Largest request body accepted (bytes); a bigger one is a 413.
+    max_body_bytes: int = 2_000_000
+    #: A process graph whose load_collection / load_stac would read more than this
+    #: (bytes, from metadata) is refused before any data is read.
+    max_load_bytes: int = Field(default=4 * 1024**3, gt=0)
+    #: ``tcp://host:port`` of a dask.distributed scheduler to compute on (the scale
+    #: path); dask threads in the service process when unset.
+    dask_scheduler: str | None = None
+    #: A development user for ``/credentials/basic`` until the identity gateway exists
+    #: (no user: basic authentication is off).
+    dev_user: str | None = None
+    dev_password: str | None = None
+    #: OpenID Connect providers listed at ``/credentials/oidc`` (openEO's provider
+    #: objects: id, issuer, title, scopes); empty until the identity gateway exists.
+    oidc_providers: list[dict[str, object]] = Field(default_factory=list)
+
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
 class JobSettings(BaseModel):
     """How ``twinmesh worker`` processes claim and hold jobs."""
 
@@ -145,6 +173,7 @@ class Settings(BaseSettings):
     stac: StacSettings = Field(default_factory=StacSettings)
     ogc: OgcSettings = Field(default_factory=OgcSettings)
     grpc: GrpcSettings = Field(default_factory=GrpcSettings)
+    openeo: OpenEOSettings = Field(default_factory=OpenEOSettings)
     #: The jobs / models / event log database: SQLite in the data dir by default,
     #: ``postgresql://user:pass@host:5432/db`` at scale.
     database_url: str | None = None

@@ -28,6 +28,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory):
         "TWINMESH_STAC__PORT": str(port),
         "TWINMESH_OGC__PORT": str(ogc_port),
         "TWINMESH_GRPC__PORT": str(grpc_port),
+        "TWINMESH_OPENEO__PORT": str(free_port()),
         "TWINMESH_CALIBRATION_REPETITIONS": "800",
     }
     proc, lines = start_up(data_dir, env=env)
@@ -175,7 +176,7 @@ def test_ctrl_c_stops_every_process(mesh) -> None:
     children = [
         int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     ]
-    assert len(children) == 4  # the STAC API, the OGC API, the gRPC API and one worker
+    assert len(children) == 5  # the STAC, OGC, gRPC and openEO APIs and one worker
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out

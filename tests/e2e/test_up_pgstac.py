@@ -25,6 +25,7 @@ def test_up_serves_the_demo_catalogue_from_pgstac(demo_settings: Settings) -> No
             "TWINMESH_STAC__PORT": str(port),
             "TWINMESH_OGC__PORT": str(free_port()),
             "TWINMESH_GRPC__PORT": str(free_port()),
+            "TWINMESH_OPENEO__PORT": str(free_port()),
         }
         proc, lines = start_up(demo_settings.data_dir, "--no-init", env=env, timeout_s=180)
         try:

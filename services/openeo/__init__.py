@@ -1,0 +1,1 @@
+"""openEO API 1.2 backend over the twins datacubes."""
