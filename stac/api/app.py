@@ -398,6 +398,76 @@ class _PublicUrlMiddleware:
         await self.app(scope, receive, send)
 
 
+_ERROR_RESPONSES = {
+    "400": "A parameter is malformed, out of range or not one this route takes (named).",
+    "404": "No such collection or item.",
+    "413": "The request body is larger than the limit (named).",
+    "415": "The body is not JSON.",
+    "500": "Internal error: the body has only a request id (in the log).",
+    "503": "The catalogue is not loaded yet.",
+}
+
+
+def _document_statuses(app: FastAPI) -> None:
+    """The OpenAPI document lists every status the API answers, in the STAC error
+    shape, and none it never answers (422: validation errors are 400 here); its own
+    examples are requests the API accepts."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {}).setdefault("schemas", {})["StacApiError"] = {
+            "type": "object",
+            "required": ["code", "description"],
+            "properties": {"code": {"type": "string"}, "description": {"type": "string"}},
+        }
+        ref = {"$ref": "#/components/schemas/StacApiError"}
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                responses = operation["responses"]
+                responses.pop("422", None)
+                wanted = ["400", "500", "503"]
+                if "{" in path:
+                    wanted.append("404")
+                if method == "post":
+                    wanted += ["413", "415"]
+                for status in wanted:
+                    responses.setdefault(
+                        status,
+                        {
+                            "description": _ERROR_RESPONSES[status],
+                            "content": {"application/json": {"schema": ref}},
+                        },
+                    )
+                for parameter in operation.get("parameters", []):
+                    if parameter.get("name") == "sortby":  # stac-fastapi's "-gsd" is no field here
+                        parameter.pop("examples", None)
+                        parameter["example"] = "-datetime"
+        _drop_unusable_examples(schema)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _drop_unusable_examples(node: Any) -> None:
+    """Remove request-body examples naming sort fields the API cannot sort on."""
+    if isinstance(node, dict):
+        for key in ("examples", "example"):
+            value = node.get(key)
+            if value is not None and "gsd" in orjson.dumps(value).decode():
+                node.pop(key)
+        for value in node.values():
+            _drop_unusable_examples(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_unusable_examples(value)
+
+
 def _stac_error_body(status: int, code: str, message: str, _request_id: str) -> JSONResponse:
     return _error(status, code, message)
 
@@ -415,6 +485,7 @@ def _harden(api: StacApi, settings: Settings) -> ASGIApp:
         dependencies=[Depends(_validate_search_parameters)],
     )
     install_stac_error_handlers(app)
+    _document_statuses(app)
     if settings.stac.public_url:
         app.add_middleware(_PublicUrlMiddleware, public_url=settings.stac.public_url)
     app.state.twinmesh_settings = settings

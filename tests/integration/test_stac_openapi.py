@@ -1,0 +1,70 @@
+"""schemathesis over the STAC API's own OpenAPI document (embedded backend, in-process
+ASGI, the test catalogue): no 5xx for any request the document allows, every status the
+API answers is documented, and the document's own examples are accepted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import status_code_conformance
+from stac_api_contract import build_test_catalog
+from starlette.testclient import TestClient
+
+from twinmesh.core.settings import Settings
+from twinmesh.stac.api.app import create_app
+
+
+@pytest.fixture(scope="module")
+def stac_app(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    data_dir: Path = tmp_path_factory.mktemp("stac-schemathesis")
+    build_test_catalog(data_dir)
+    app = create_app(Settings(data_dir=data_dir))
+    with TestClient(app):  # runs the start-up: the index is built
+        yield app
+
+
+@pytest.fixture(scope="module")
+def stac_schema(stac_app):  # noqa: ANN001, ANN201
+    return schemathesis.openapi.from_asgi("/api", stac_app)
+
+
+def test_no_server_error_and_every_status_documented(stac_schema) -> None:  # noqa: ANN001
+    failures: dict[str, str] = {}
+    operations = [result.ok() for result in stac_schema.get_all_operations()]
+    assert len(operations) >= 8
+    for operation in operations:
+
+        @given(operation.as_strategy())
+        @hypothesis_settings(
+            max_examples=25,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+        def run(case) -> None:  # noqa: ANN001
+            case.call_and_validate(checks=[not_a_server_error, status_code_conformance])
+
+        try:
+            run()
+        except Exception as exc:  # noqa: BLE001 - collected, reported together below
+            failures[operation.label] = str(exc)[:800]
+    assert not failures, "\n\n".join(f"{k}: {v}" for k, v in failures.items())
+
+
+def test_the_documents_examples_are_accepted(stac_app) -> None:  # noqa: ANN001
+    with TestClient(stac_app) as client:
+        schema = client.get("/api").json()
+        assert "422" not in str(schema["paths"]["/search"]["get"]["responses"])
+        for status in ("400", "500"):
+            assert status in schema["paths"]["/search"]["get"]["responses"]
+        assert "413" in schema["paths"]["/search"]["post"]["responses"]
+        for parameter in schema["paths"]["/search"]["get"]["parameters"]:
+            example = parameter.get("example")
+            if example is not None:
+                response = client.get("/search", params={parameter["name"]: example})
+                assert response.status_code == 200, (parameter["name"], response.text)
