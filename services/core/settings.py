@@ -48,6 +48,9 @@ class StacSettings(BaseModel):
     #: Largest request body accepted (bytes; a search with a detailed ``intersects``
     #: polygon is the big one); a bigger one is a 413 naming the limit.
     max_body_bytes: int = Field(default=4_000_000, ge=1024)
+    #: Server processes answering on the port (uvicorn workers): more cores, more
+    #: searches at once.
+    workers: int = Field(default=1, ge=1, le=64)
 
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")

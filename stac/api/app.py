@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
@@ -545,11 +546,39 @@ def create_app(settings: Settings) -> ASGIApp:
     return _harden(api, settings)
 
 
+#: How ``serve`` hands its settings to its worker processes (JSON).
+_SETTINGS_ENV = "TWINMESH_STAC_SERVE_SETTINGS"
+
+
+def create_app_from_environment() -> ASGIApp:
+    """The app of one worker process of :func:`serve` (uvicorn's factory)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return create_app(Settings.model_validate_json(os.environ[_SETTINGS_ENV]))
+
+
 def serve(settings: Settings) -> None:
-    """Run the STAC API with uvicorn on ``settings.stac.host:port`` until stopped."""
+    """Run the STAC API with uvicorn on ``settings.stac.host:port`` until stopped, in
+    ``settings.stac.workers`` processes (the catalogue is loaded once, before they start;
+    each then finds it unchanged)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     options = {**uvicorn_options(), "log_level": "info"}
-    uvicorn.run(create_app(settings), host=settings.stac.host, port=settings.stac.port, **options)
+    workers, host, port = settings.stac.workers, settings.stac.host, settings.stac.port
+    if workers <= 1:
+        uvicorn.run(create_app(settings), host=host, port=port, **options)
+        return
+    if settings.stac.backend == "pgstac":
+        _sync_pgstac(settings)
+    else:
+        _sync_embedded_index(settings)
+    os.environ[_SETTINGS_ENV] = settings.model_dump_json()
+    uvicorn.run(
+        "twinmesh.stac.api.app:create_app_from_environment",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        **options,
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_stac_server(
-    data_dir: Path, backend: str, *, dsn: str | None = None, timeout_s: float = 120
+    data_dir: Path,
+    backend: str,
+    *,
+    dsn: str | None = None,
+    timeout_s: float = 120,
+    workers: int = 1,
 ) -> Iterator[StacServer]:
     """Start the STAC API over ``data_dir``, wait until it answers, stop it by its pid.
 
@@ -46,6 +51,7 @@ def running_stac_server(
         TWINMESH_STAC__BACKEND=backend,
         TWINMESH_STAC__HOST="127.0.0.1",
         TWINMESH_STAC__PORT=str(port),
+        TWINMESH_STAC__WORKERS=str(workers),
     )
     if dsn:
         env["TWINMESH_STAC__PGSTAC_DSN"] = dsn

@@ -388,3 +388,23 @@ def test_index_reads_are_thread_safe(built_index: EmbeddedIndex) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_serve_runs_several_worker_processes(tmp_path: Path) -> None:
+    """stac.workers = 2: two server processes share the port, the index is built once
+    (before they start), and concurrent searches are all answered."""
+    from tests.helpers.stac_server import running_stac_server as start
+
+    build_test_catalog(tmp_path)
+    with start(tmp_path, "embedded", workers=2) as server:
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        workers = [c for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+        assert len(workers) == 2, children
+
+        def search(_: int) -> int:
+            return httpx.post(f"{server.url}/search", json={"limit": 5}, timeout=30).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(search, range(40))) == {200}
+        # Built once by the parent; each worker found it unchanged.
+        assert server.log_path.read_text().count("is up to date") == 2
