@@ -244,6 +244,25 @@ async def _validate_search_parameters(request: Request) -> None:
         parse_fields(data["fields"])
 
 
+_COLLECTIONS_PARAMETERS = frozenset({"bbox", "datetime", "limit", "offset", "q"})
+
+
+async def _validate_collection_search(request: Request) -> None:
+    """GET /collections (collection search): the parameters both backends implement,
+    checked like the item search's."""
+    params = request.query_params
+    _unknown(params.keys(), _COLLECTIONS_PARAMETERS, "GET /collections")
+    if params.get("bbox"):
+        parse_bbox(params["bbox"])
+    if params.get("datetime") is not None:
+        parse_datetime_interval(params["datetime"])
+    for name in ("limit", "offset"):
+        value = params.get(name)
+        if value is not None and not (value.isdigit() and (name == "offset" or int(value) >= 1)):
+            kind = "positive" if name == "limit" else "non-negative"
+            raise InvalidQueryParameter(f"{name} must be a {kind} integer, not {value!r}")
+
+
 class UnsupportedMediaType(StacApiError):
     """A POST body in another media type than JSON (415)."""
 
@@ -328,15 +347,16 @@ class _BigIntersectsMiddleware:
             await self.app(scope, receive, send)
             return
         messages: list[Message] = []
-        body = b""
+        chunks: list[bytes] = []
         while True:
             message = await receive()
             messages.append(message)
             if message["type"] != "http.request":
                 break
-            body += message.get("body", b"")
+            chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
+        body = b"".join(chunks)
         if len(body) > _BIG_BODY_BYTES:
             try:
                 replaced = await asyncio.to_thread(_stand_in_intersects, body)
@@ -484,6 +504,10 @@ def _harden(api: StacApi, settings: Settings) -> ASGIApp:
     api.add_route_dependencies(
         scopes=_SEARCH_ROUTES,  # type: ignore[arg-type]
         dependencies=[Depends(_validate_search_parameters)],
+    )
+    api.add_route_dependencies(
+        scopes=[{"path": "/collections", "method": "GET"}],  # type: ignore[list-item]
+        dependencies=[Depends(_validate_collection_search)],
     )
     install_stac_error_handlers(app)
     _document_statuses(app)
