@@ -32,9 +32,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from twinmesh.core.settings import Settings
+from twinmesh.gateways.http import HttpRules
+from twinmesh.gateways.http import guard as http_guard
 from twinmesh.ogc.config import ogc_config
 from twinmesh.ogc.openapi import self_contained
 
@@ -251,87 +253,22 @@ def _routes(api: Any) -> list[Route]:
     ]
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
-def _too_large(limit: int) -> JSONResponse:
-    return ogc_exception(
-        413, "PayloadTooLarge", f"the request body is larger than the limit of {limit} bytes"
-    )
-
-
-class _Guard:
-    """The HTTP rules around an app: a body limit (413, checked on the declared length
-    and on the bytes as they arrive) and, for any exception that escapes, a 500 that
-    names only a request id (the log has the id and the traceback, once)."""
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.max_body_bytes
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _too_large(limit)(scope, receive, send)
-            return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _BodyTooLarge
-            return message
-
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await _too_large(limit)(scope, receive, send)
-        except Exception as exc:  # noqa: BLE001 - the client gets an id, the log the traceback
-            if getattr(exc, "twinmesh_logged", False):
-                return  # answered and logged by the app's own handler
-            ref = secrets.token_hex(4)
-            logger.error(
-                "internal error %s on %s %s", ref, scope["method"], scope["path"], exc_info=exc
-            )
-            if not started:
-                response = ogc_exception(500, "InternalError", f"internal error (request id {ref})")
-                await response(scope, receive, send)
+def _ogc_error_body(status: int, code: str, message: str, _request_id: str) -> Response:
+    return ogc_exception(status, code, message)
 
 
 def guard(app: Starlette, max_body_bytes: int) -> ASGIApp:
-    """``app`` behind :class:`_Guard`; inside Starlette (whose error middleware answers
-    first) the same rules as its exception handler."""
-
-    async def on_error(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, _BodyTooLarge):
-            exc.twinmesh_logged = True  # type: ignore[attr-defined]
-            return _too_large(max_body_bytes)
-        ref = secrets.token_hex(4)
-        logger.error(
-            "internal error %s on %s %s", ref, request.method, request.url.path, exc_info=exc
-        )
-        exc.twinmesh_logged = True  # type: ignore[attr-defined]
-        return ogc_exception(500, "InternalError", f"internal error (request id {ref})")
-
-    app.add_exception_handler(Exception, on_error)
-    return _Guard(app, max_body_bytes)
+    """``app`` behind the HTTP rules every twinmesh service keeps (twinmesh.gateways.http:
+    body limit with a 413, request ids, a 500 naming only the request id), in the OGC
+    exception shape."""
+    rules = HttpRules(
+        max_body_bytes=max_body_bytes,
+        error_body=_ogc_error_body,
+        logger=logger,
+        too_large_code="PayloadTooLarge",
+        internal_code="InternalError",
+    )
+    return http_guard(app, rules)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

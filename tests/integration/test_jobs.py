@@ -5,7 +5,6 @@ SQLite (and the embedded STAC API) and on PostgreSQL (and pgstac)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -15,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from pystac_client import Client
 
@@ -145,8 +145,10 @@ def test_a_killed_workers_job_is_finished_by_another_and_published(
         item = found[0]
         assert item.properties["twinmesh:model_version"] == 1
         assert item.properties["twinmesh:capability"] == "verify"
-        with open(item.assets["result"].href, "rb") as fh:
-            report = json.load(fh)
+        # The asset's href is a URL of the STAC API (the store served under /data).
+        href = item.assets["result"].href
+        assert href.startswith(f"{server.url}/data/fulda/results/"), href
+        report = httpx.get(href, timeout=30).json()
         (point,) = report["points"]
         assert point["issue_days"] == 3258 and report["lead_days"] == 30
         counts = point["systems"]["esp"]
