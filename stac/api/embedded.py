@@ -61,12 +61,16 @@ from stac_fastapi.api.models import (
     create_request_model,
 )
 from stac_fastapi.extensions import (
+    CollectionSearchExtension,
     FieldsExtension,
+    FreeTextExtension,
     ItemCollectionFilterExtension,
+    OffsetPaginationExtension,
     SearchFilterExtension,
     TokenPaginationExtension,
 )
 from stac_fastapi.extensions.filter.client import BaseFiltersClient
+from stac_fastapi.extensions.free_text.free_text import FreeTextConformanceClasses
 from stac_fastapi.extensions.sort import ItemCollectionSortExtension, SearchSortExtension
 from stac_fastapi.types.config import ApiSettings
 from stac_fastapi.types.core import BaseCoreClient
@@ -1183,6 +1187,53 @@ def _decode_token(token: str) -> tuple[str, list[Any]]:
 # --------------------------------------------------------------------------------------
 # The stac-fastapi client
 # --------------------------------------------------------------------------------------
+def _collection_matches(
+    collection: dict[str, Any], bbox: Any, datetime: str | None, q: list[str] | str | None
+) -> bool:
+    extent = collection.get("extent") or {}
+    if bbox:
+        parts = [box(*p) for p in bbox_parts(parse_bbox(bbox))]
+        boxes = (extent.get("spatial") or {}).get("bbox") or []
+        if not any(
+            box(*b[:2], *b[2:4]).intersects(part) if len(b) == 4 else False
+            for b in boxes
+            for part in parts
+        ):
+            return False
+    if datetime:
+        start, end = parse_datetime_interval(datetime)
+        intervals = (extent.get("temporal") or {}).get("interval") or []
+
+        def meets(interval: list[Any]) -> bool:
+            first = _item_time_us(interval[0]) if interval and interval[0] else None
+            last = _item_time_us(interval[1]) if len(interval) > 1 and interval[1] else None
+            return (end is None or first is None or first <= end) and (
+                start is None or last is None or last >= start
+            )
+
+        if not any(meets(i) for i in intervals):
+            return False
+    if q:
+        terms = [
+            t.strip().lower()
+            for term in ([q] if isinstance(q, str) else q)
+            for t in term.split(",")
+        ]
+        text = " ".join(
+            str(v)
+            for v in (
+                collection.get("id"),
+                collection.get("title"),
+                collection.get("description"),
+                *(collection.get("keywords") or []),
+            )
+            if v
+        ).lower()
+        if not any(t and t in text for t in terms):
+            return False
+    return True
+
+
 def _with_query_param(url: str, name: str, value: str) -> str:
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
@@ -1296,18 +1347,51 @@ class EmbeddedCoreClient(BaseCoreClient):
         }
 
     # -- BaseCoreClient -----------------------------------------------------------
-    def all_collections(self, request: Request, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+    def all_collections(  # type: ignore[override]
+        self,
+        request: Request,
+        bbox: Any = None,
+        datetime: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        q: list[str] | str | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The collections, searched (collection-search extension): ``bbox`` meets a
+        spatial extent, ``datetime`` meets a temporal extent, ``q`` finds any of its
+        terms in id, title, description or keywords; paged by ``limit``/``offset``."""
         base = self._base(request)
-        collections = [self._present_collection(base, c) for c in self.index.collections()]
+        found = [c for c in self.index.collections() if _collection_matches(c, bbox, datetime, q)]
+        size = len(found) if limit is None else max(1, min(int(limit), MAX_LIMIT))
+        start = max(0, int(offset or 0))
+        page = found[start : start + size]
+        self_href = str(request.url)
+        links = [
+            {"rel": "self", "type": _JSON, "href": self_href},
+            {"rel": "parent", "type": _JSON, "href": base},
+            {"rel": "root", "type": _JSON, "href": base},
+        ]
+        if start + size < len(found):
+            links.append(
+                {
+                    "rel": "next",
+                    "type": _JSON,
+                    "href": _with_query_param(self_href, "offset", str(start + size)),
+                }
+            )
+        if start > 0:
+            links.append(
+                {
+                    "rel": "previous",
+                    "type": _JSON,
+                    "href": _with_query_param(self_href, "offset", str(max(0, start - size))),
+                }
+            )
         return {
-            "collections": collections,
-            "links": [
-                {"rel": "self", "type": _JSON, "href": urljoin(base, "collections")},
-                {"rel": "parent", "type": _JSON, "href": base},
-                {"rel": "root", "type": _JSON, "href": base},
-            ],
-            "numberMatched": len(collections),
-            "numberReturned": len(collections),
+            "collections": [self._present_collection(base, c) for c in page],
+            "links": links,
+            "numberMatched": len(found),
+            "numberReturned": len(page),
         }
 
     def get_collection(self, collection_id: str, request: Request, **kwargs: Any) -> dict:  # type: ignore[override]
@@ -1524,6 +1608,12 @@ def create_embedded_api(
     filters = EmbeddedFiltersClient(index=index)
     search_filter = SearchFilterExtension(client=filters)
     items_filter = ItemCollectionFilterExtension(client=filters)
+    collection_search = CollectionSearchExtension.from_extensions(
+        [
+            FreeTextExtension(conformance_classes=[FreeTextConformanceClasses.COLLECTIONS]),
+            OffsetPaginationExtension(),
+        ]
+    )
     for extension in (search_filter, items_filter):
         # Tested against a brute-force evaluation on both backends (LIKE, BETWEEN, IN,
         # S_INTERSECTS besides the basic operators).
@@ -1552,7 +1642,13 @@ def create_embedded_api(
     return StacApi(
         settings=settings,
         client=EmbeddedCoreClient(index=index, data_root=data_root),
-        extensions=[*search_extensions, items_extensions[0], items_extensions[2]],
+        extensions=[
+            *search_extensions,
+            items_extensions[0],
+            items_extensions[2],
+            collection_search,
+        ],
+        collections_get_request_model=collection_search.GET,
         app=app,
         title=title,
         description=description,

@@ -1277,3 +1277,39 @@ class StacApiContract:
             assert response.status_code == 200, response.text
             names = set(response.json()["properties"])
             assert {"id", "geometry"} <= names, names
+
+    # -- collection search --------------------------------------------------------------
+    @pytest.mark.parametrize(
+        ("params", "expected"),
+        [
+            ({}, {"discharge", "soil-moisture"}),
+            ({"bbox": "170,60,-170,70"}, {"discharge"}),
+            ({"bbox": "-30,-60,-20,-50"}, set()),
+            ({"datetime": "2021-06-01T00:00:00Z/.."}, {"soil-moisture"}),
+            ({"datetime": "../2019-06-01T00:00:00Z"}, set()),
+            ({"q": "soil"}, {"soil-moisture"}),
+            ({"q": "discharge,soil"}, {"discharge", "soil-moisture"}),
+        ],
+        ids=str,
+    )
+    def test_collection_search(
+        self, http: httpx.Client, params: dict[str, str], expected: set[str]
+    ) -> None:
+        response = http.get("/collections", params=params)
+        assert response.status_code == 200, response.text
+        assert {c["id"] for c in response.json()["collections"]} == expected
+
+    def test_collection_search_pages_and_refuses_what_it_does_not_take(
+        self, http: httpx.Client
+    ) -> None:
+        first = http.get("/collections", params={"limit": 1}).json()
+        assert len(first["collections"]) == 1
+        (nxt,) = [link["href"] for link in first["links"] if link["rel"] == "next"]
+        second = http.get(nxt).json()
+        ids = {first["collections"][0]["id"], second["collections"][0]["id"]}
+        assert ids == {"discharge", "soil-moisture"}
+        for params in ({"foo": "1"}, {"datetime": "2021-06-01"}, {"bbox": "1,2,3"}):
+            response = http.get("/collections", params=params)
+            assert response.status_code == 400, (params, response.text)
+        conformance = http.get("/conformance").json()["conformsTo"]
+        assert any(c.endswith("/collection-search") for c in conformance)
