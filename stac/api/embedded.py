@@ -22,6 +22,7 @@ import binascii
 import hashlib
 import logging
 import os
+import re
 import sqlite3
 import tempfile
 import threading
@@ -517,6 +518,24 @@ _SORT_COLUMNS = {
 }
 
 
+#: A property name to sort on (embedded in a JSON path, so only these characters).
+_PROPERTY_NAME = re.compile(r"[A-Za-z0-9_:\-]{1,128}")
+_PROPERTY_PREFIX = "p:"
+
+
+def _sort_sql(column: str) -> str:
+    """The SQL of a sort column: an index column, or an item property from the JSON."""
+    if column.startswith(_PROPERTY_PREFIX):
+        return f"json_extract(i.doc, '$.properties.\"{column[len(_PROPERTY_PREFIX) :]}\"')"
+    return f"i.{column}"
+
+
+def _order_sql(column: str, direction: str) -> str:
+    # PostgreSQL's (and so pgstac's) order: missing values last ascending, first descending.
+    nulls = "NULLS FIRST" if direction == "desc" else "NULLS LAST"
+    return f"{_sort_sql(column)} {direction.upper()} {nulls}"
+
+
 def parse_sortby(sortby: Any) -> list[tuple[str, str]]:
     """``sortby`` (GET strings ``-datetime`` or POST objects) as (column, asc|desc)."""
     if not sortby:
@@ -537,10 +556,13 @@ def parse_sortby(sortby: Any) -> list[tuple[str, str]]:
             direction = (direction or "asc").lower()
         column = _SORT_COLUMNS.get(name)
         if column is None:
-            raise InvalidQueryParameter(
-                f"cannot sort by {name!r}; sortable fields are "
-                "datetime, start_datetime, end_datetime, id and collection"
-            )
+            prop = name.removeprefix("properties.")
+            if not _PROPERTY_NAME.fullmatch(prop):
+                raise InvalidQueryParameter(
+                    f"cannot sort by {name!r}; sort by datetime, start_datetime, "
+                    "end_datetime, id, collection or an item property (see /queryables)"
+                )
+            column = f"{_PROPERTY_PREFIX}{prop}"
         if direction not in ("asc", "desc"):
             raise InvalidQueryParameter(f"sort direction {direction!r} must be asc or desc")
         if column not in (c for c, _ in result):
@@ -1121,9 +1143,9 @@ class EmbeddedIndex:
             where.append(self._keyset_condition(query.token, order, signature, params))
 
         sql = (
-            f"SELECT i.doc, {', '.join('i.' + c for c, _ in order)} FROM items i {join}"
+            f"SELECT i.doc, {', '.join(_sort_sql(c) for c, _ in order)} FROM items i {join}"
             + (f" WHERE {' AND '.join(where)}" if where else "")
-            + f" ORDER BY {', '.join(f'i.{c} {d.upper()}' for c, d in order)}"
+            + f" ORDER BY {', '.join(_order_sql(c, d) for c, d in order)}"
         )
         try:
             if query.filter is None:
@@ -1159,13 +1181,34 @@ class EmbeddedIndex:
             raise InvalidQueryParameter(
                 "token belongs to a search with another sort order; restart paging without it"
             )
+        if not all(v is None or isinstance(v, str | int | float) for v in key):
+            raise InvalidQueryParameter(
+                "token is not a paging token of this API; follow the next link"
+            )
         clauses = []
         for i, (column, direction) in enumerate(order):
-            parts = [f"i.{c} = ?" for c, _ in order[:i]]
-            parts.append(f"i.{column} {'<' if direction == 'desc' else '>'} ?")
-            params.extend(key[: i + 1])
+            parts = []
+            for (c, _), value in zip(order[:i], key[:i], strict=True):
+                if value is None:
+                    parts.append(f"{_sort_sql(c)} IS NULL")
+                else:
+                    parts.append(f"{_sort_sql(c)} = ?")
+                    params.append(value)
+            value, sql = key[i], _sort_sql(column)
+            # After ``value`` in this column's order (missing values last ascending,
+            # first descending, as in _order_sql).
+            if direction == "asc":
+                if value is None:
+                    continue  # nothing comes after a missing value ascending
+                parts.append(f"({sql} > ? OR {sql} IS NULL)")
+                params.append(value)
+            elif value is None:
+                parts.append(f"{sql} IS NOT NULL")
+            else:
+                parts.append(f"{sql} < ?")
+                params.append(value)
             clauses.append("(" + " AND ".join(parts) + ")")
-        return "(" + " OR ".join(clauses) + ")"
+        return "(" + " OR ".join(clauses) + ")" if clauses else "0"
 
 
 def _encode_token(signature: str, key: list[Any]) -> str:

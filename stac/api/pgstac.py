@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import attr
+import orjson
 import psycopg
 from fastapi import FastAPI
 from geojson_pydantic.geometries import Geometry, parse_geometry_obj
@@ -237,6 +238,48 @@ def _count_items(db: PgstacDB, collection_ids: list[str]) -> int:
     return int(row[0]) if row else 0
 
 
+#: Marks the queryables twinmesh registered (replaced at each load).
+_QUERYABLE_MARK = "x-twinmesh-generated"
+#: pgstac's own queryables (its migrations register them).
+_PGSTAC_QUERYABLES = {"id", "geometry", "datetime", "start_datetime", "end_datetime"}
+
+
+def _json_kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return None
+
+
+def _register_queryables(db: PgstacDB, kinds: dict[str, dict[str, set[str]]]) -> None:
+    """Register the items' scalar properties as pgstac queryables with their types, so
+    that filters and sorts compare numbers as numbers (pgstac compares a property it
+    does not know as text: 10 < 9), as the embedded backend does, and /queryables
+    lists them."""
+    conn = db.connect()
+    conn.execute(
+        "DELETE FROM pgstac.queryables WHERE definition ->> %s = 'true'", (_QUERYABLE_MARK,)
+    )
+    for name, by_kind in sorted(kinds.items()):
+        if name in _PGSTAC_QUERYABLES or len(by_kind) != 1:
+            continue  # mixed types: left to pgstac's text comparison
+        ((kind, collections),) = by_kind.items()
+        definition = {"title": name, "type": kind, _QUERYABLE_MARK: True}
+        conn.execute(
+            "INSERT INTO pgstac.queryables (name, collection_ids, definition, property_wrapper)"
+            " VALUES (%s, %s, %s::jsonb, %s)",
+            (
+                name,
+                sorted(collections),
+                orjson.dumps(definition).decode(),
+                "to_float" if kind == "number" else "to_text",
+            ),
+        )
+
+
 def load_catalog_pgstac(
     dsn: str,
     catalog_dir: str | Path,
@@ -273,13 +316,19 @@ def load_catalog_pgstac(
         loader = Loader(db)
         loader.load_collections(iter(catalog.collections), insert_mode=Methods.upsert)
         seen: dict[str, list[str]] = {cid: [] for cid in collection_ids}
+        kinds: dict[str, dict[str, set[str]]] = {}
 
         def items() -> Iterator[dict[str, Any]]:
             for item in catalog.items():
                 seen[item["collection"]].append(item["id"])
+                for name, value in (item.get("properties") or {}).items():
+                    kind = _json_kind(value)
+                    if kind is not None:
+                        kinds.setdefault(name, {}).setdefault(kind, set()).add(item["collection"])
                 yield item
 
         loader.load_items(items(), insert_mode=Methods.upsert)
+        _register_queryables(db, kinds)
         if prune:
             conn = db.connect()
             for collection_id, ids in seen.items():

@@ -682,6 +682,16 @@ def random_filters(draw: st.DrawFn, depth: int = 0) -> dict[str, Any]:
     return {"op": "s_intersects", "args": [{"property": "geometry"}, dict(polygon)]}
 
 
+@dataclass(frozen=True, order=False)
+class _Desc:
+    """A value that sorts in reverse (for expected descending orders of strings)."""
+
+    value: Any
+
+    def __lt__(self, other: _Desc) -> bool:
+        return bool(self.value > other.value)
+
+
 def _page_ids(features: list[dict[str, Any]]) -> list[str]:
     return [f["id"] for f in features]
 
@@ -1275,8 +1285,10 @@ class StacApiContract:
         for path in ("/queryables", "/collections/discharge/queryables"):
             response = http.get(path)
             assert response.status_code == 200, response.text
-            names = set(response.json()["properties"])
-            assert {"id", "geometry"} <= names, names
+            properties = response.json()["properties"]
+            assert {"id", "geometry", "rank", "score", "kind"} <= set(properties), properties
+            assert properties["rank"]["type"] in ("number", "integer"), properties["rank"]
+            assert properties["kind"]["type"] == "string", properties["kind"]
 
     # -- collection search --------------------------------------------------------------
     @pytest.mark.parametrize(
@@ -1313,3 +1325,32 @@ class StacApiContract:
             assert response.status_code == 400, (params, response.text)
         conformance = http.get("/conformance").json()["conformsTo"]
         assert any(c.endswith("/collection-search") for c in conformance)
+
+    # -- sort on any property ------------------------------------------------------------
+    @pytest.mark.parametrize(
+        "sortby",
+        ["rank", "-rank", "kind,-rank", "-kind,rank", "properties.score,rank"],
+    )
+    def test_sort_on_an_item_property_pages_in_order(self, http: httpx.Client, sortby: str) -> None:
+        def key(item_id: str) -> tuple[Any, ...]:
+            props = FILTER_PROPERTIES[item_id]
+            out: list[Any] = []
+            for field in sortby.split(","):
+                name = field.lstrip("-").removeprefix("properties.")
+                value = props[name]
+                if field.startswith("-"):
+                    value = -value if isinstance(value, int | float) else _Desc(value)
+                out.append(value)
+            return tuple(out)
+
+        expected = sorted(ALL_IDS, key=key)
+        got_get = self._follow_get(http, "/search", {"sortby": sortby, "limit": 4})
+        assert got_get == expected, (sortby, got_get, expected)
+        body = {
+            "sortby": [
+                {"field": f.lstrip("-"), "direction": "desc" if f.startswith("-") else "asc"}
+                for f in sortby.split(",")
+            ],
+            "limit": 4,
+        }
+        assert self._follow_post(http, body) == expected, sortby

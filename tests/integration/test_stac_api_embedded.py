@@ -127,7 +127,9 @@ class TestEmbeddedStacApi(StacApiContract):
         )
         # Blocked while a big body is parsed, the poller would wait about as long as a
         # search (1152 ms before); other load on the machine raises both p99s alike.
-        assert p99 < max(0.1, 3 * base_p99 + 0.05), (p99, base_p99, search)
+        # The margin covers the ~75 ms of GIL-held parsing (orjson, shapely) that CPU
+        # starvation by parallel tests stretches; a 1 s stall still fails it.
+        assert p99 < max(0.2, 4 * base_p99 + 0.1), (p99, base_p99, search)
 
     def test_a_literal_false_filter_matches_nothing(self, http: httpx.Client) -> None:
         """The issue's reproduction. (stac-fastapi-pgstac answers a 400 here: its GET
@@ -221,7 +223,7 @@ def test_index_search_sorts_by_datetime(built_index: EmbeddedIndex) -> None:
         {"datetime": "2020-1-1"},
         {"datetime": "2021-01-01/2020-12-31"},
         {"intersects": '{"type": "Polygon"}'},
-        {"sortby": "-cloud_cover"},
+        {"sortby": "-cloud cover"},
         {"token": "not-a-token"},
         {"limit": 0},
     ],
