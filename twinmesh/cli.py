@@ -751,6 +751,9 @@ def up(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
+    # Also when started in the background by a shell, which starts it with SIGINT
+    # ignored (Python then installs no KeyboardInterrupt of its own).
+    signal.signal(signal.SIGINT, _stop)
     console.print("Starting the mesh:")
     started = time.monotonic()
     try:

@@ -31,7 +31,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory):
         "TWINMESH_OPENEO__PORT": str(free_port()),
         "TWINMESH_CALIBRATION_REPETITIONS": "800",
     }
-    proc, lines = start_up(data_dir, env=env)
+    # As `make up &` would start it: SIGINT ignored; Ctrl-C (SIGINT) must still stop it.
+    proc, lines = start_up(data_dir, env=env, as_background_job=True)
     yield {
         "url": f"http://127.0.0.1:{port}",
         "ogc_url": f"http://127.0.0.1:{ogc_port}",
