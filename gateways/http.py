@@ -40,6 +40,7 @@ __all__ = [
     "request_id",
     "read_json",
     "uvicorn_options",
+    "document_statuses",
     "REQUEST_ID_HEADER",
 ]
 
@@ -217,3 +218,59 @@ def uvicorn_options() -> dict[str, Any]:
         "log_level": "warning",
         "access_log": False,
     }
+
+
+#: What each error status means, for the OpenAPI documents of every service.
+STATUS_DESCRIPTIONS = {
+    "400": "A parameter or the body is malformed, out of range or not one this route takes.",
+    "401": "Authentication is required.",
+    "403": "The credentials are not valid or not enough.",
+    "404": "No such resource.",
+    "413": "The request body is larger than the service's limit (named in the message).",
+    "415": "The body is not in a media type this route takes.",
+    "500": "Internal error: the body names only a request id (in the log).",
+    "503": "Not ready yet (e.g. the catalogue is not loaded).",
+}
+
+
+def document_statuses(
+    app: Any,
+    error_schema_name: str,
+    error_schema: dict[str, Any],
+    statuses: Callable[[str, str], list[str]],
+    *,
+    drop: tuple[str, ...] = ("422",),
+) -> None:
+    """Make a FastAPI app's OpenAPI document list every error status it answers (in the
+    service's own error shape, ``error_schema``) and none it never answers (``drop``:
+    FastAPI's 422, which the services answer as 400). ``statuses(path, method)`` says
+    which statuses an operation can answer."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema  # type: ignore[no-any-return]
+        schema = build()
+        schema.setdefault("components", {}).setdefault("schemas", {})[error_schema_name] = (
+            error_schema
+        )
+        ref = {"$ref": f"#/components/schemas/{error_schema_name}"}
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                responses = operation["responses"]
+                for status in drop:
+                    responses.pop(status, None)
+                for status in statuses(path, method):
+                    responses.setdefault(
+                        status,
+                        {
+                            "description": STATUS_DESCRIPTIONS[status],
+                            "content": {"application/json": {"schema": ref}},
+                        },
+                    )
+        app.openapi_schema = schema
+        return schema  # type: ignore[no-any-return]
+
+    app.openapi = openapi

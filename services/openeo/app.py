@@ -35,7 +35,14 @@ from twinmesh.core.engine import Engine
 from twinmesh.core.errors import TwinmeshError, UnknownJob
 from twinmesh.core.jobs import JobStatus
 from twinmesh.core.settings import Settings
-from twinmesh.gateways.http import ClientError, HttpRules, guard, read_json, uvicorn_options
+from twinmesh.gateways.http import (
+    ClientError,
+    HttpRules,
+    document_statuses,
+    guard,
+    read_json,
+    uvicorn_options,
+)
 from twinmesh.openeo import batch
 from twinmesh.openeo.collections import collection_document, cube_ref, cube_refs
 from twinmesh.openeo.errors import OpenEOError, error_response, from_exception
@@ -137,6 +144,27 @@ def _endpoints() -> list[dict[str, Any]]:
         ("/udf_runtimes", ["GET"]),
     ]
     return [{"path": p, "methods": m} for p, m in table]
+
+
+#: The openEO error object, as the OpenAPI document names it.
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["code", "message"],
+    "properties": {
+        "id": {"type": "string"},
+        "code": {"type": "string"},
+        "message": {"type": "string"},
+        "links": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def _openeo_statuses(path: str, method: str) -> list[str]:
+    """What any openEO operation here can answer besides its success."""
+    statuses = ["400", "401", "403", "404", "500"]
+    if method in ("post", "put", "patch"):
+        statuses += ["413", "415"]
+    return statuses
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
@@ -735,6 +763,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
         internal_code="Internal",
     )
     guarded = guard(app, rules)
+    document_statuses(app, "OpenEOError", _ERROR_SCHEMA, _openeo_statuses)
 
     # Known errors raised by core or the process library inside a request: openEO errors.
     async def known(request: Request, exc: Exception) -> Response:

@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twinmesh.core.errors import TwinmeshError
 from twinmesh.core.settings import Settings, load_settings
-from twinmesh.gateways.http import HttpRules, guard, uvicorn_options
+from twinmesh.gateways.http import HttpRules, document_statuses, guard, uvicorn_options
 from twinmesh.stac.api.assets import data_routes, local_root
 from twinmesh.stac.api.embedded import (
     BIG_INTERSECTS_KEY,
@@ -419,57 +419,42 @@ class _PublicUrlMiddleware:
         await self.app(scope, receive, send)
 
 
-_ERROR_RESPONSES = {
-    "400": "A parameter is malformed, out of range or not one this route takes (named).",
-    "404": "No such collection or item.",
-    "413": "The request body is larger than the limit (named).",
-    "415": "The body is not JSON.",
-    "500": "Internal error: the body has only a request id (in the log).",
-    "503": "The catalogue is not loaded yet.",
-}
+def _stac_statuses(path: str, method: str) -> list[str]:
+    wanted = ["400", "500", "503"]
+    if "{" in path:
+        wanted.append("404")
+    if method == "post":
+        wanted += ["413", "415"]
+    return wanted
 
 
 def _document_statuses(app: FastAPI) -> None:
     """The OpenAPI document lists every status the API answers, in the STAC error
     shape, and none it never answers (422: validation errors are 400 here); its own
     examples are requests the API accepts."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = build()
-        schema.setdefault("components", {}).setdefault("schemas", {})["StacApiError"] = {
+    document_statuses(
+        app,
+        "StacApiError",
+        {
             "type": "object",
             "required": ["code", "description"],
             "properties": {"code": {"type": "string"}, "description": {"type": "string"}},
-        }
-        ref = {"$ref": "#/components/schemas/StacApiError"}
-        for path, operations in schema.get("paths", {}).items():
-            for method, operation in operations.items():
-                if not isinstance(operation, dict) or "responses" not in operation:
-                    continue
-                responses = operation["responses"]
-                responses.pop("422", None)
-                wanted = ["400", "500", "503"]
-                if "{" in path:
-                    wanted.append("404")
-                if method == "post":
-                    wanted += ["413", "415"]
-                for status in wanted:
-                    responses.setdefault(
-                        status,
-                        {
-                            "description": _ERROR_RESPONSES[status],
-                            "content": {"application/json": {"schema": ref}},
-                        },
-                    )
-                for parameter in operation.get("parameters", []):
+        },
+        _stac_statuses,
+    )
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for parameter in (
+                    operation.get("parameters", []) if isinstance(operation, dict) else []
+                ):
                     if parameter.get("name") == "sortby":  # stac-fastapi's "-gsd" is no field here
                         parameter.pop("examples", None)
                         parameter["example"] = "-datetime"
         _drop_unusable_examples(schema)
-        app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
