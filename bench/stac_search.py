@@ -3,9 +3,10 @@
 Generates a static catalogue of 12,000 items (4 collections, one item a day each for
 about 8 years, tiles of 0.5°-3° across Europe), loads it into the embedded SQLite
 index and into pgstac on a private PostgreSQL (:class:`TemporaryPostgres`), serves
-both with ``python -m twinmesh.stac.api.app`` on 127.0.0.1, and runs the same 600 GET /search
-requests (bbox only, datetime only, collection+bbox+datetime; 200 each) against each,
-interleaved. Prints one table: p50/p95 latency per kind, the ratio embedded/pgstac,
+both with ``python -m twinmesh.stac.api.app`` on 127.0.0.1, and runs the same 800 searches
+(bbox only, datetime only, collection+bbox+datetime, a CQL2 filter on a property with a
+datetime; 200 each), each as GET and as POST, against each, interleaved. Prints one
+table: p50/p95 latency per kind, the ratio embedded/pgstac,
 load times and peak memory.
 
 Run: ``.venv/bin/python bench/stac_search.py`` (about a minute on 2 cores).
@@ -97,6 +98,7 @@ def write_catalog(catalog_dir: Path, rng: random.Random) -> int:
                     "start_datetime": _iso(start),
                     "end_datetime": _iso(start + timedelta(days=1) - timedelta(seconds=1)),
                     "title": f"{collection_id} on {start:%Y-%m-%d}",
+                    "cloud_cover": round(rng.uniform(0, 100), 1),
                 },
                 "assets": {
                     "zarr": {
@@ -187,7 +189,34 @@ def make_queries(rng: random.Random) -> list[tuple[str, dict[str, str]]]:
                 },
             )
         )
+        queries.append(
+            (
+                "CQL2 filter (property + datetime)",
+                {
+                    "filter": f"cloud_cover < {rng.uniform(5, 40):.1f} AND "
+                    f"collection = '{rng.choice(COLLECTIONS)}'",
+                    "datetime": window(rng.randrange(180, 720)),
+                    "limit": "10",
+                },
+            )
+        )
     return queries
+
+
+def as_post_body(params: dict[str, str]) -> dict[str, Any]:
+    """The same search as a POST /search body."""
+    import cql2
+
+    body: dict[str, Any] = {"limit": int(params["limit"])}
+    if "bbox" in params:
+        body["bbox"] = [float(v) for v in params["bbox"].split(",")]
+    if "collections" in params:
+        body["collections"] = params["collections"].split(",")
+    if "datetime" in params:
+        body["datetime"] = params["datetime"]
+    if "filter" in params:
+        body["filter"] = cql2.parse_text(params["filter"]).to_json()
+    return body
 
 
 @contextlib.contextmanager
@@ -224,9 +253,14 @@ def postgres_rss_mb(postmaster_pid: int) -> float:
     return (private + shared) / 1024
 
 
-def _timed_get(client: httpx.Client, params: dict[str, str]) -> tuple[float, list[str]]:
+def _timed_get(
+    client: httpx.Client, params: dict[str, str], method: str = "GET"
+) -> tuple[float, list[str]]:
     started = time.perf_counter()
-    response = client.get("/search", params=params)
+    if method == "POST":
+        response = client.post("/search", json=as_post_body(params))
+    else:
+        response = client.get("/search", params=params)
     elapsed = (time.perf_counter() - started) * 1000
     response.raise_for_status()
     return elapsed, [f["id"] for f in response.json()["features"]]
@@ -262,18 +296,21 @@ def main() -> None:
                 times: dict[str, dict[str, list[float]]] = {}
                 same = 0
                 for kind, params in queries:
-                    t_embedded, ids_embedded = _timed_get(embedded, params)
-                    t_pgstac, ids_pgstac = _timed_get(pgstac, params)
-                    same += sorted(ids_embedded) == sorted(ids_pgstac)
-                    slot = times.setdefault(kind, {"embedded": [], "pgstac": []})
-                    slot["embedded"].append(t_embedded)
-                    slot["pgstac"].append(t_pgstac)
+                    for method in ("GET", "POST"):
+                        t_embedded, ids_embedded = _timed_get(embedded, params, method)
+                        t_pgstac, ids_pgstac = _timed_get(pgstac, params, method)
+                        same += sorted(ids_embedded) == sorted(ids_pgstac)
+                        slot = times.setdefault(
+                            f"{method} /search {kind}", {"embedded": [], "pgstac": []}
+                        )
+                        slot["embedded"].append(t_embedded)
+                        slot["pgstac"].append(t_pgstac)
                 memory = {
                     "embedded": peak_rss_mb(embedded_pid),
                     "pgstac": peak_rss_mb(pgstac_pid),
                     "postgres": postgres_rss_mb(pg.pid),
                 }
-        print_table(n_items, times, embedded_load, pgstac_load, memory, same, len(queries))
+        print_table(n_items, times, embedded_load, pgstac_load, memory, same, 2 * len(queries))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -302,7 +339,7 @@ def print_table(
         g50, g95 = _p(slot["pgstac"], 50), _p(slot["pgstac"], 95)
         rows.append(
             (
-                f"GET /search {kind} (n={len(slot['embedded'])})",
+                f"{kind} (n={len(slot['embedded'])})",
                 f"{e50:.1f}",
                 f"{e95:.1f}",
                 f"{g50:.1f}",
