@@ -2,7 +2,8 @@
 partner's record), the NSE of
 
 * the federated model: 1 SuperLink + one SuperNode per partner, real processes on
-  127.0.0.1 (Flower's deployment engine), FedProx by default;
+  127.0.0.1 (Flower's deployment engine, TLS and node authentication), FedAvg and FedProx
+  (the better one is marked);
 * centralised training on the pooled data (which the partners may not do), with the same
   number of optimiser steps as one partner does over all rounds;
 * each partner training alone on its own data;
@@ -11,7 +12,7 @@ each scored as the median NSE over every partner region's held-out series, plus 
 per Flower round. Targets: federated >= 0.97x centralised; federated > the smallest
 partner alone.
 
-    .venv/bin/python bench/federated_skill.py [--rounds 5] [--strategy fedprox]
+    .venv/bin/python bench/federated_skill.py [--rounds 5] [--strategy fedprox ...]
 """
 
 from __future__ import annotations
@@ -47,9 +48,16 @@ def median_nse(model: MLPRunoffModel, data: dict[str, LocalData]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--strategy", default="fedprox", choices=["fedavg", "fedprox"])
+    parser.add_argument(
+        "--strategy",
+        dest="strategies",
+        action="append",
+        choices=["fedavg", "fedprox"],
+        help="federated strategy to run (repeatable; default both)",
+    )
     parser.add_argument("--local-steps", type=int, default=300)
     args = parser.parse_args()
+    args.strategies = args.strategies or ["fedavg", "fedprox"]
 
     with tempfile.TemporaryDirectory(prefix="twinmesh-fedbench-") as tmp:
         root = Path(tmp)
@@ -82,44 +90,55 @@ def main() -> None:
         central = median_nse(pooled, data)
         baseline_s = time.perf_counter() - t0
 
-        with running_federation(root / "flower", settings) as fed:
+        results: dict[str, dict] = {}
+        fed_nse: dict[str, float] = {}
+        with running_federation(root / "flower", settings, tls=True) as fed:
             for name, path in dirs.items():
                 fed.join(name, path)
             fed.wait_for_nodes(len(dirs))
-            proc = subprocess.run(
-                twinmesh_argv(
-                    "federation", "run", "--insecure", "--superlink", fed.address,
-                    "--rounds", str(args.rounds), "--strategy", args.strategy,
-                    "--local-steps", str(args.local_steps), "--min-nodes", str(len(dirs)),
-                    "--twin", "delaware", "--out", str(root / "run"),
-                ),
-                env=fed.env(), capture_output=True, text=True, check=False,
-            )  # fmt: skip
-        if proc.returncode != 0:
-            raise SystemExit(f"federated run failed: {proc.stdout} {proc.stderr}")
-        result = json.loads(proc.stdout)
-        with np.load(root / "run" / "model.npz") as z:
-            federated = MLPRunoffModel.from_parameters([z[f"arr_{i}"] for i in range(4)])
-        fed_nse = median_nse(federated, data)
-
+            for strategy in args.strategies:
+                out = root / f"run-{strategy}"
+                proc = subprocess.run(
+                    twinmesh_argv(
+                        "federation", "run", *fed.security(), "--superlink", fed.address,
+                        "--rounds", str(args.rounds), "--strategy", strategy,
+                        "--local-steps", str(args.local_steps), "--min-nodes", str(len(dirs)),
+                        "--twin", "delaware", "--out", str(out),
+                    ),
+                    env=fed.env(), capture_output=True, text=True, check=False,
+                )  # fmt: skip
+                if proc.returncode != 0:
+                    raise SystemExit(f"federated run failed: {proc.stdout} {proc.stderr}")
+                results[strategy] = json.loads(proc.stdout)
+                with np.load(out / "model.npz") as z:
+                    model = MLPRunoffModel.from_parameters([z[f"arr_{i}"] for i in range(4)])
+                fed_nse[strategy] = median_nse(model, data)
     smallest = min(data, key=lambda n: data[n].samples)
     print()
     print("partners: " + ", ".join(f"{n} ({data[n].samples} samples)" for n in data))
     print(f"{'model':<34} {'median NSE':>10} {'vs centralised':>15}")
     print(f"{'centralised (pooled data)':<34} {central:>10.3f} {1.0:>15.2f}")
-    label = f"federated ({result['strategy']})"
-    print(f"{label:<34} {fed_nse:>10.3f} {fed_nse / central:>15.2f}")
+    best = max(fed_nse, key=lambda k: fed_nse[k])
+    for strategy, score in fed_nse.items():
+        label = f"federated ({results[strategy]['strategy']})" + (
+            " best" if strategy == best else ""
+        )
+        print(f"{label:<34} {score:>10.3f} {score / central:>15.2f}")
     for name in DEMO_PARTNERS:
         label = f"{name} alone" + (" (smallest)" if name == smallest else "")
         print(f"{label:<34} {alone[name]:>10.3f} {alone[name] / central:>15.2f}")
     print()
+    for result in results.values():
+        print(
+            f"{result['strategy']}: rounds {result['rounds']}, seconds per Flower round "
+            f"{result['seconds_per_round']:.1f} (TLS + node authentication, 127.0.0.1)"
+        )
+    print(f"all local baselines together: {baseline_s:.1f} s")
+    score = fed_nse[best]
     print(
-        f"rounds {result['rounds']}, seconds per Flower round {result['seconds_per_round']:.1f} "
-        f"(all local baselines together: {baseline_s:.1f} s)"
-    )
-    print(
-        f"targets: federated >= 0.97x centralised: {fed_nse >= 0.97 * central}; "
-        f"federated > smallest partner alone: {fed_nse > alone[smallest]}"
+        f"targets ({results[best]['strategy']}): federated >= 0.97x centralised: "
+        f"{score >= 0.97 * central} ({score / central:.3f}x); "
+        f"federated > smallest partner alone: {score > alone[smallest]}"
     )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory of the benchmark process {peak:.0f} MB")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,6 +39,23 @@ def _flower(ctx: typer.Context) -> Any:
     from twinmesh.federation.launcher import FlowerEnv
 
     return FlowerEnv(_settings(ctx).federation.flower_env)
+
+
+#: A training whose Flower run the SuperLink lost is resumed at most this often.
+_MAX_RESUMES = 3
+
+
+def _node_names_file(settings: Settings, superlink: str) -> Path:
+    """Node id -> partner name of one SuperLink, kept across runs."""
+    name = re.sub(r"[^0-9A-Za-z.-]", "_", superlink)
+    return settings.data_dir / "federation" / f"nodes-{name}.json"
+
+
+def _checkpoint_rounds(out_dir: Path) -> int:
+    try:
+        return int(json.loads((out_dir / "checkpoint.json").read_text())["rounds_done"])
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
 def _need_security(insecure: bool, certs: Path | None) -> None:
@@ -89,6 +108,7 @@ def superlink(
     certs: Annotated[Path | None, _TLS_DIR] = None,
 ) -> None:
     """Run the SuperLink in the foreground (TLS and node authentication unless --insecure)."""
+    from twinmesh.federation.certs import CertDir
     from twinmesh.federation.launcher import Tls, superlink_argv
 
     _need_security(insecure, certs)
@@ -98,7 +118,8 @@ def superlink(
     flower = _flower(ctx)
     tls = None
     if not insecure and certs is not None:
-        tls = Tls(certs / "ca.crt", certs / "server.pem", certs / "server.key")
+        cd = CertDir(certs)
+        tls = Tls(cd.ca_cert, cd.server_cert, cd.server_key)
     argv = superlink_argv(
         flower,
         port=port,
@@ -135,6 +156,11 @@ def join(
     from twinmesh.federation.launcher import APP_DIR, supernode_argv, supervise
 
     _need_security(insecure, certs)
+    if not insecure and auth_key is None:
+        raise typer.BadParameter(
+            "node authentication is on: pass --auth-key (this node's private key, made by "
+            "`twinmesh federation certs --node NAME`, registered with `federation register`)"
+        )
     home = home or _settings(ctx).data_dir / "federation" / f"node-{port}"
     home.mkdir(parents=True, exist_ok=True)
     flower = _flower(ctx)
@@ -147,7 +173,7 @@ def join(
         allowed_apps=allowed,
         audit_log=(audit_log or home / "audit.jsonl").resolve(),
         root_cert=None if insecure or certs is None else certs / "ca.crt",
-        auth_key=None if insecure else auth_key,
+        auth_key=None if insecure or auth_key is None else auth_key.resolve(),
     )
     raise typer.Exit(supervise(argv, flower.env(home), home / "supernode.log"))
 
@@ -160,7 +186,9 @@ def run(
         list[str] | None, typer.Option("--twin", help="Register the model for this twin.")
     ] = None,
     rounds: Annotated[int, typer.Option(min=1, help="Federated rounds.")] = 3,
-    strategy: Annotated[str, typer.Option(help="fedavg or fedprox.")] = "fedavg",
+    strategy: Annotated[
+        str, typer.Option(help="fedprox (default: better here, see the benchmark) or fedavg.")
+    ] = "fedprox",
     proximal_mu: Annotated[float, typer.Option(help="FedProx's proximal weight.")] = 0.1,
     local_steps: Annotated[int, typer.Option(min=1, help="Local Adam steps per round.")] = 300,
     min_nodes: Annotated[int, typer.Option(min=1, help="Fewer nodes fail the run.")] = 2,
@@ -176,6 +204,8 @@ def run(
     from twinmesh.core.engine import Engine
     from twinmesh.federation.launcher import submit_run, wait_for_run, write_cli_config
     from twinmesh.federation.registry import register_run
+    from twinmesh.stac.models import model_item_id
+    from twinmesh.stac.results import publish_catalog
 
     _need_security(insecure, certs)
     settings = _settings(ctx)
@@ -186,22 +216,44 @@ def run(
     home = out_dir / "flwr-cli"
     write_cli_config(home, superlink, None if insecure or certs is None else certs / "ca.crt")
     flower = _flower(ctx)
-    run_id = submit_run(
-        flower,
-        home,
-        {
-            "num-server-rounds": rounds,
-            "strategy": strategy,
-            "proximal-mu": proximal_mu,
-            "local-steps": local_steps,
-            "min-nodes": min_nodes,
-            "round-timeout": fed.round_timeout_seconds,
-            "deadline": deadline_s,
-            "out-dir": str(out_dir),
-        },
-    )
-    typer.echo(f"submitted Flower run {run_id}; waiting (deadline {deadline_s:.0f} s)", err=True)
-    outcome = wait_for_run(flower, home, run_id, out_dir, deadline_s=deadline_s + 30)
+    config: dict[str, Any] = {
+        "num-server-rounds": rounds,
+        "strategy": strategy,
+        "proximal-mu": proximal_mu,
+        "local-steps": local_steps,
+        "min-nodes": min_nodes,
+        "round-timeout": fed.round_timeout_seconds,
+        "out-dir": str(out_dir),
+        "node-names": str(_node_names_file(settings, superlink)),
+    }
+    ends = time.monotonic() + deadline_s
+    attempt = 0
+    while True:
+        left = max(ends - time.monotonic(), 1.0)
+        config.update({"deadline": left, "resume": attempt > 0})
+        run_id = submit_run(flower, home, config)
+        typer.echo(f"submitted Flower run {run_id}; waiting (deadline {left:.0f} s)", err=True)
+        outcome = wait_for_run(flower, home, run_id, out_dir, deadline_s=left + 30)
+        lost = outcome.summary.get("status") == "running"  # the ServerApp died unfinished
+        if outcome.completed or not lost or attempt >= _MAX_RESUMES:
+            break
+        if time.monotonic() > ends:
+            break
+        # The ServerApp lives in the SuperLink's process tree: a SuperLink killed mid-run
+        # takes it along. Once the SuperLink is back (same --database), the training goes
+        # on from the last finished round's checkpoint in a new Flower run.
+        done = _checkpoint_rounds(out_dir)
+        typer.echo(
+            f"Flower run {run_id} ended unfinished ({outcome.reason or outcome.flower_status}); "
+            f"resuming after round {done} in a new run",
+            err=True,
+        )
+        attempt += 1
+    for d in outcome.summary.get("dropped", []):
+        typer.echo(
+            f"round {d['round']}: node {d['node']} ({d['partner']}) dropped: no {d['stage']} reply",
+            err=True,
+        )
     if not outcome.completed:
         typer.echo(
             json.dumps({"run": run_id, "status": "failed", "reason": outcome.reason}, indent=2)
@@ -212,6 +264,8 @@ def run(
         versions = register_run(
             engine, twin or ["delaware"], out_dir, outcome.summary, approve=approve
         )
+        # Each new version is an item (MLM extension) of the twin's models collection.
+        publish_catalog(settings, engine)
     finally:
         engine.close()
     s = outcome.summary
@@ -225,10 +279,61 @@ def run(
                 "partners": s["partners"],
                 "validation": s["validation"],
                 "dropped": s.get("dropped", []),
+                "resumed_after_round": s.get("resumed_after_round"),
                 "seconds_per_round": s["seconds_per_round"],
                 "registered": [v.ref for v in versions],
+                "stac_items": [model_item_id(v) for v in versions],
                 "out": str(out_dir),
             },
             indent=2,
         )
     )
+
+
+@federation_app.command("certs")
+def certs_command(
+    out: Annotated[Path, typer.Option("--out", help="Directory of the certificates and keys.")],
+    host: Annotated[
+        list[str] | None,
+        typer.Option("--host", help="Extra SuperLink host name or IP for the certificate."),
+    ] = None,
+    node: Annotated[
+        list[str] | None, typer.Option("--node", help="Make an EC key pair for this node.")
+    ] = None,
+) -> None:
+    """Development certificates: a CA, the SuperLink's certificate (SAN 127.0.0.1 and
+    localhost) and EC P-384 node keys (OpenSSH format); existing files are kept."""
+    from twinmesh.federation.certs import make_certs
+
+    made = make_certs(out, host, node)
+    files = {
+        "ca": str(made.ca_cert),
+        "server_cert": str(made.server_cert),
+        "server_key": str(made.server_key),
+        "nodes": {
+            n: {"private": str(made.node_key(n)), "public": str(made.node_public_key(n))}
+            for n in node or []
+        },
+    }
+    typer.echo(json.dumps(files, indent=2))
+
+
+@federation_app.command("register")
+def register(
+    ctx: typer.Context,
+    superlink: Annotated[str, typer.Option(help="HOST:PORT of the SuperLink.")],
+    public_key: Annotated[
+        Path, typer.Option("--public-key", help="The node's EC public key (OpenSSH format).")
+    ],
+    certs: Annotated[Path, _TLS_DIR],
+    name: Annotated[str | None, typer.Option(help="Name of the node (its partner).")] = None,
+) -> None:
+    """Allow a SuperNode to connect: register its public key with the SuperLink
+    (`flwr supernode register`); prints the node id."""
+    from twinmesh.federation.certs import CertDir
+    from twinmesh.federation.launcher import register_node, write_cli_config
+
+    home = Path(tempfile.mkdtemp(prefix="twinmesh-flwr-"))
+    write_cli_config(home, superlink, CertDir(certs).ca_cert)
+    node_id = register_node(_flower(ctx), home, public_key.resolve(), name)
+    typer.echo(json.dumps({"node": node_id, "name": name}))

@@ -31,6 +31,7 @@ __all__ = [
     "submit_run",
     "run_status",
     "stop_run",
+    "register_node",
     "wait_for_run",
     "supervise",
 ]
@@ -218,6 +219,16 @@ def run_status(flower: FlowerEnv, home: Path, run_id: int) -> dict[str, Any]:
     answer = _flwr_json(flower, home, ["ls", CONNECTION, "--run-id", str(run_id)])
     runs = answer.get("runs", [])
     return dict(runs[0]) if runs else {}
+
+
+def register_node(flower: FlowerEnv, home: Path, public_key: Path, name: str | None) -> int:
+    """Register a SuperNode's public key with the SuperLink (``flwr supernode register``);
+    only registered nodes connect to a SuperLink started with --enable-supernode-auth."""
+    args = ["supernode", "register", str(public_key), CONNECTION]
+    if name:
+        args += ["--name", name]
+    answer = _flwr_json(flower, home, args)
+    return int(answer.get("node-id", 0))
 
 
 def stop_run(flower: FlowerEnv, home: Path, run_id: int) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -63,10 +64,28 @@ class Federation:
     superlink: subprocess.Popen[bytes] | None = None
     nodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     flower: FlowerEnv | None = None
+    #: Directory of `twinmesh federation certs`: TLS and node authentication; None runs
+    #: the development mode (--insecure).
+    certs: Path | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def security(self) -> list[str]:
+        """The CLI's security options of this federation."""
+        return ["--insecure"] if self.certs is None else ["--certs", str(self.certs)]
+
+    def _health(self) -> bool:
+        verify: ssl.SSLContext | bool = True
+        if self.certs is None:
+            url = f"http://{self.address}/health"
+        else:
+            url = f"https://{self.address}/health"
+            verify = ssl.create_default_context(cafile=str(self.certs / "ca.crt"))
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(url, timeout=2, verify=verify).status_code == 200
+        return False
 
     def env(self) -> dict[str, str]:
         return {**os.environ, **self.settings_env}
@@ -76,7 +95,7 @@ class Federation:
             twinmesh_argv(
                 "federation",
                 "superlink",
-                "--insecure",
+                *self.security(),
                 "--port",
                 str(self.port),
                 "--home",
@@ -91,18 +110,46 @@ class Federation:
         while True:
             if self.superlink.poll() is not None:
                 raise RuntimeError((self.root / "superlink.log").read_text()[-4000:])
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://{self.address}/health", timeout=2).status_code == 200:
-                    return
+            if self._health():
+                return
             if time.monotonic() > deadline:
                 raise RuntimeError("SuperLink not healthy:\n" + self.log("superlink")[-4000:])
             time.sleep(0.3)
 
-    def join(self, name: str, data: Path, allow_app: str | None = None) -> None:
+    def register(self, name: str) -> int:
+        """Make the node's key pair and register its public key with the SuperLink."""
+        assert self.certs is not None
+        from twinmesh.federation.certs import make_certs
+
+        keys = make_certs(self.certs, nodes=[name])
+        proc = subprocess.run(
+            twinmesh_argv(
+                "federation", "register", "--superlink", self.address, "--certs",
+                str(self.certs), "--public-key", str(keys.node_public_key(name)), "--name", name,
+            ),
+            env=self.env(), capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(f"register {name}: {proc.stdout} {proc.stderr}")
+        return int(json.loads(proc.stdout)["node"])
+
+    def join(
+        self, name: str, data: Path, allow_app: str | None = None, register: bool = True
+    ) -> None:
+        """Start a partner's SuperNode (with TLS, its key registered first unless
+        ``register`` is false)."""
+        security = self.security()
+        if self.certs is not None:
+            from twinmesh.federation.certs import make_certs
+
+            if register:
+                self.register(name)
+            keys = make_certs(self.certs, nodes=[name])
+            security += ["--auth-key", str(keys.node_key(name))]
         args = [
             "federation",
             "join",
-            "--insecure",
+            *security,
             "--superlink",
             self.address,
             "--data",
@@ -135,7 +182,7 @@ class Federation:
         """Online SuperNodes, as the SuperLink lists them (`flwr supernode list`)."""
         assert self.flower is not None
         home = self.root / "cli-home"
-        write_cli_config(home, self.address, None)
+        write_cli_config(home, self.address, None if self.certs is None else self.certs / "ca.crt")
         proc = subprocess.run(
             [self.flower.exe("flwr"), "supernode", "list", "twinmesh", "--format", "json"],
             env=self.flower.env(home),
@@ -173,17 +220,23 @@ class Federation:
 
 @contextlib.contextmanager
 def running_federation(
-    root: Path, settings: Settings, extra_env: dict[str, str] | None = None
+    root: Path, settings: Settings, extra_env: dict[str, str] | None = None, tls: bool = False
 ) -> Iterator[Federation]:
-    """A SuperLink (no nodes yet) for ``settings``'s store; stopped with its nodes."""
+    """A SuperLink (no nodes yet) for ``settings``'s store; stopped with its nodes. With
+    ``tls``: development certificates, TLS and SuperNode authentication."""
     root.mkdir(parents=True, exist_ok=True)
     env = {
         "TWINMESH_DATA_DIR": str(settings.data_dir),
         "TWINMESH_DATABASE_URL": settings.resolved_database_url,
         "TWINMESH_CALIBRATION_REPETITIONS": str(settings.calibration_repetitions),
+        "TWINMESH_STORE_URL": settings.resolved_store_url,
         **(extra_env or {}),
     }
     fed = Federation(root, env, free_port(), flower=FlowerEnv(settings.federation.flower_env))
+    if tls:
+        from twinmesh.federation.certs import make_certs
+
+        fed.certs = make_certs(root / "certs").root
     try:
         fed.start_superlink()
         yield fed

@@ -17,15 +17,21 @@ from twinmesh.core.engine import Engine
 from twinmesh.core.settings import Settings
 from twinmesh.federation.app.twinmesh_fl.model import MLPRunoffModel
 from twinmesh.federation.partners import export_demo_partners
+from twinmesh.stac.models import model_item_id
 
 PARTNERS = ["delaware-nj", "delaware-ny", "fulda"]
 
 
 @pytest.fixture(scope="module")
 def fed_settings(demo_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    # Its own data dir (catalogue, registry) over the demo's datacube store.
     root = tmp_path_factory.mktemp("federation-db")
     return demo_settings.model_copy(
-        update={"database_url": f"sqlite:///{root / 'twinmesh.sqlite'}"}
+        update={
+            "data_dir": root,
+            "store_url": demo_settings.resolved_store_url,
+            "database_url": f"sqlite:///{root / 'twinmesh.sqlite'}",
+        }
     )
 
 
@@ -48,6 +54,7 @@ def federation(
         tmp_path_factory.mktemp("flower"),
         fed_settings,
         {"TWINMESH_FEDERATION__ROUND_TIMEOUT_SECONDS": "45"},
+        tls=True,  # TLS and SuperNode authentication, as by default
     ) as fed:
         for name in PARTNERS:
             fed.join(name, partner_dirs[name])
@@ -57,7 +64,7 @@ def federation(
 
 def _run(fed: Federation, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        twinmesh_argv("federation", "run", "--insecure", "--superlink", fed.address, *args),
+        twinmesh_argv("federation", "run", *fed.security(), "--superlink", fed.address, *args),
         env=fed.env(),
         capture_output=True,
         text=True,
@@ -89,6 +96,14 @@ def test_three_rounds_register_a_model_that_forecast_runs(
         settings = model.provenance.method_settings
         assert len(str(settings["app_bundle_sha256"])) == 64
         assert {f"validation_nse.{p}" for p in PARTNERS} <= set(settings)
+        # published: an item of the twin's models collection, with the MLM extension
+        assert result["stac_items"] == [model_item_id(model)]
+        item_path = fed_settings.catalog_dir / "delaware-models" / model_item_id(model)
+        item = json.loads((item_path / f"{model_item_id(model)}.json").read_text())
+        assert any("mlm" in ext for ext in item["stac_extensions"])
+        assert item["properties"]["mlm:architecture"] == "federated-mlp"
+        assert item["properties"]["twinmesh:current"] is True
+        assert item["properties"]["twinmesh:provenance"]["federated"]["rounds"] == 3
         forecast = engine.run("delaware", "forecast", {"issued": "1980-06-01", "lead_days": 5})
         assert forecast.data.attrs["model"] == "federated-mlp"
         assert forecast.model_version == model.version

@@ -32,16 +32,31 @@ class _Tracking:
     """Per-partner bookkeeping shared by both strategies: who answered each round, how
     many samples, its validation skill, and which nodes dropped."""
 
-    def _init_tracking(self, min_nodes: int) -> None:
+    def _init_tracking(
+        self, min_nodes: int, names_file: Path | None, resumed: dict[str, Any] | None
+    ) -> None:
         self.min_nodes = min_nodes
-        self.partner_of: dict[int, str] = {}
+        self.names_file = names_file
+        self.partner_of: dict[int, str] = _read_names(names_file)
         self.samples: dict[str, int] = {}
         self.validation: dict[str, dict[str, float]] = {}
         self.dropped: list[dict[str, Any]] = []
-        self.rounds_done = 0
+        #: Rounds an earlier Flower run of this training did (resumed from its checkpoint).
+        self.offset = 0
+        self.seconds_before = 0.0
+        if resumed:
+            self.samples = dict(resumed["partners"])
+            self.validation = dict(resumed["validation"])
+            self.dropped = list(resumed["dropped"])
+            self.offset = int(resumed["rounds_done"])
+            self.seconds_before = float(resumed["seconds"])
+        self.rounds_done = self.offset
+        self.last_arrays: ArrayRecord | None = None
+        self.started = time.monotonic()
         self._sent: dict[str, list[int]] = {}
 
     def _note_replies(self, kind: str, server_round: int, replies: list[Message]) -> None:
+        server_round += self.offset
         answered = []
         for msg in replies:
             node = msg.metadata.src_node_id
@@ -49,7 +64,9 @@ class _Tracking:
                 continue
             answered.append(node)
             name = str(msg.content["partner"]["name"])
-            self.partner_of[node] = name
+            if self.partner_of.get(node) != name:
+                self.partner_of[node] = name
+                _write_names(self.names_file, self.partner_of)
             metrics = msg.content["metrics"]
             if kind == "train":
                 self.samples[name] = int(metrics["num-examples"])
@@ -65,7 +82,7 @@ class _Tracking:
         sent = self._sent.get(kind, [])
         for node in sent:
             if node not in answered:
-                who = self.partner_of.get(node, "unknown partner")
+                who = self.partner_of.get(node, "partner unknown: it never answered")
                 log(
                     WARNING,
                     "round %s: node %s (%s) dropped: no %s reply",
@@ -89,6 +106,53 @@ class _Tracking:
         self._sent[kind] = [m.metadata.dst_node_id for m in out]
         return out
 
+    def _checkpoint(self, out_dir: Path | None) -> None:
+        """After each round: the global parameters and the bookkeeping, so that a run the
+        SuperLink lost (killed, restarted) resumes from here (``resume``)."""
+        if out_dir is None or self.last_arrays is None:
+            return
+        np.savez(out_dir / "checkpoint.tmp.npz", *self.last_arrays.to_numpy_ndarrays())
+        (out_dir / "checkpoint.tmp.npz").replace(out_dir / "checkpoint.npz")
+        state = {
+            "rounds_done": self.rounds_done,
+            "partners": self.samples,
+            "validation": self.validation,
+            "dropped": self.dropped,
+            "seconds": self.seconds_before + time.monotonic() - self.started,
+        }
+        tmp = out_dir / "checkpoint.tmp.json"
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        tmp.replace(out_dir / "checkpoint.json")
+
+
+def _read_names(path: Path | None) -> dict[int, str]:
+    """Partner names of node ids seen in earlier runs (a node that drops before it ever
+    answers in this run is still named)."""
+    if path is None or not path.exists():
+        return {}
+    try:
+        return {int(k): str(v) for k, v in json.loads(path.read_text()).items()}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_names(path: Path | None, names: dict[int, str]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({str(k): v for k, v in names.items()}, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _resume_state(out_dir: Path | None) -> tuple[dict[str, Any], list[np.ndarray]] | None:
+    if out_dir is None or not (out_dir / "checkpoint.json").exists():
+        return None
+    state = json.loads((out_dir / "checkpoint.json").read_text())
+    with np.load(out_dir / "checkpoint.npz") as z:
+        arrays = [z[f"arr_{i}"] for i in range(len(z.files))]
+    return state, arrays
+
 
 def _strategy_class(base: type) -> type:
     class Tracked(_Tracking, base):  # type: ignore[misc, valid-type]
@@ -105,12 +169,16 @@ def _strategy_class(base: type) -> type:
         def aggregate_train(self, server_round, replies):  # type: ignore[no-untyped-def]
             replies = list(replies)
             self._note_replies("train", server_round, replies)
-            return super().aggregate_train(server_round, replies)
+            arrays, metrics = super().aggregate_train(server_round, replies)
+            if arrays is not None:
+                self.last_arrays = arrays
+            return arrays, metrics
 
         def aggregate_evaluate(self, server_round, replies):  # type: ignore[no-untyped-def]
             replies = list(replies)
             self._note_replies("evaluate", server_round, replies)
-            self.rounds_done = server_round
+            self.rounds_done = server_round + self.offset
+            self._checkpoint(_OUT.get("dir"))
             return super().aggregate_evaluate(server_round, replies)
 
     Tracked.__name__ = base.__name__
@@ -187,22 +255,38 @@ def main(grid: Grid, context: Context) -> None:
         strategy = _strategy_class(FedAvg)(**common)
     else:
         _fail(f"unknown strategy {name!r}; use fedavg or fedprox")
-    strategy._init_tracking(min_nodes)
-    initial = MLPRunoffModel(hidden=int(cfg["hidden"]), seed=int(cfg["seed"]))
+    names = Path(str(cfg["node-names"])) if cfg.get("node-names") else None
+    resumed = _resume_state(out_dir) if bool(cfg.get("resume", False)) else None
+    strategy._init_tracking(min_nodes, names, resumed[0] if resumed else None)
+    if resumed:
+        start_arrays = resumed[1]
+        log(INFO, "twinmesh: resuming after round %s from the checkpoint", strategy.offset)
+    else:
+        initial = MLPRunoffModel(hidden=int(cfg["hidden"]), seed=int(cfg["seed"]))
+        start_arrays = initial.get_parameters()
+    remaining = max(rounds - strategy.offset, 0)
     train_config = ConfigRecord(
         {"local-steps": int(cfg["local-steps"]), "learning-rate": float(cfg["learning-rate"])}
     )
-    round_started = time.monotonic()
-    result = strategy.start(
-        grid=grid,
-        initial_arrays=ArrayRecord(initial.get_parameters()),
-        num_rounds=rounds,
-        timeout=float(cfg["round-timeout"]),
-        train_config=train_config,
-    )
-    elapsed = time.monotonic() - round_started
+    train_metrics: dict[str, dict[str, Any]] = {}
+    evaluate_metrics: dict[str, dict[str, Any]] = {}
+    arrays = start_arrays
+    if remaining:
+        result = strategy.start(
+            grid=grid,
+            initial_arrays=ArrayRecord(start_arrays),
+            num_rounds=remaining,
+            timeout=float(cfg["round-timeout"]),
+            train_config=train_config,
+        )
+        arrays = result.arrays.to_numpy_ndarrays()
+        off = strategy.offset
+        train_metrics = {str(k + off): dict(v) for k, v in result.train_metrics_clientapp.items()}
+        evaluate_metrics = {
+            str(k + off): dict(v) for k, v in result.evaluate_metrics_clientapp.items()
+        }
+    elapsed = strategy.seconds_before + time.monotonic() - strategy.started
     watchdog.cancel()
-    arrays = result.arrays.to_numpy_ndarrays()
     log(INFO, "twinmesh run finished: %s rounds in %.1f s", strategy.rounds_done, elapsed)
     if out_dir is not None:
         np.savez(out_dir / "model.npz", *arrays)
@@ -219,12 +303,11 @@ def main(grid: Grid, context: Context) -> None:
             "partners": strategy.samples,
             "validation": strategy.validation,
             "dropped": strategy.dropped,
+            "resumed_after_round": strategy.offset if resumed else None,
             "app": bundle_digest(),
             "seconds": elapsed,
             "seconds_per_round": elapsed / max(strategy.rounds_done, 1),
-            "train_metrics": {str(k): dict(v) for k, v in result.train_metrics_clientapp.items()},
-            "evaluate_metrics": {
-                str(k): dict(v) for k, v in result.evaluate_metrics_clientapp.items()
-            },
+            "train_metrics": train_metrics,
+            "evaluate_metrics": evaluate_metrics,
         }
         _write_status(summary)
