@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from tests.helpers.stac_server import free_port
+from twinmesh.core.engine import Engine
 from twinmesh.core.settings import Settings
 from twinmesh.federation.launcher import FlowerEnv, write_cli_config
 
@@ -242,3 +243,26 @@ def running_federation(
         yield fed
     finally:
         fed.stop()
+
+
+def federation_settings(demo: Settings, root: Path) -> Settings:
+    """Settings with a data dir of their own (catalogue, registry, database) at ``root``
+    over the demo's datacube store."""
+    return demo.model_copy(
+        update={
+            "data_dir": root,
+            "store_url": demo.resolved_store_url,
+            "database_url": f"sqlite:///{root / 'twinmesh.sqlite'}",
+        }
+    )
+
+
+def export_partners(settings: Settings, out: Path, partners: list[str]) -> dict[str, Path]:
+    """Each demo partner's data in a directory of its own under ``out``."""
+    from twinmesh.federation.partners import export_demo_partners
+
+    engine = Engine(settings)
+    try:
+        return export_demo_partners(engine, out, partners)
+    finally:
+        engine.close()

@@ -12,11 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers.flower import Federation, running_federation, twinmesh_argv
+from tests.helpers.flower import (
+    Federation,
+    export_partners,
+    federation_settings,
+    running_federation,
+    twinmesh_argv,
+)
 from twinmesh.core.engine import Engine
 from twinmesh.core.settings import Settings
 from twinmesh.federation.app.twinmesh_fl.model import MLPRunoffModel
-from twinmesh.federation.partners import export_demo_partners
 from twinmesh.stac.models import model_item_id
 
 PARTNERS = ["delaware-nj", "delaware-ny", "fulda"]
@@ -24,26 +29,14 @@ PARTNERS = ["delaware-nj", "delaware-ny", "fulda"]
 
 @pytest.fixture(scope="module")
 def fed_settings(demo_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    # Its own data dir (catalogue, registry) over the demo's datacube store.
-    root = tmp_path_factory.mktemp("federation-db")
-    return demo_settings.model_copy(
-        update={
-            "data_dir": root,
-            "store_url": demo_settings.resolved_store_url,
-            "database_url": f"sqlite:///{root / 'twinmesh.sqlite'}",
-        }
-    )
+    return federation_settings(demo_settings, tmp_path_factory.mktemp("federation-db"))
 
 
 @pytest.fixture(scope="module")
 def partner_dirs(
     fed_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
-    engine = Engine(fed_settings)
-    try:
-        return export_demo_partners(engine, tmp_path_factory.mktemp("partners"), PARTNERS)
-    finally:
-        engine.close()
+    return export_partners(fed_settings, tmp_path_factory.mktemp("partners"), PARTNERS)
 
 
 @pytest.fixture(scope="module")

@@ -13,35 +13,29 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.flower import Federation, running_federation, stop_group, twinmesh_argv
-from twinmesh.core.engine import Engine
+from tests.helpers.flower import (
+    Federation,
+    export_partners,
+    federation_settings,
+    running_federation,
+    stop_group,
+    twinmesh_argv,
+)
 from twinmesh.core.settings import Settings
-from twinmesh.federation.partners import export_demo_partners
 
 PARTNERS = ["delaware-nj", "delaware-ny", "fulda"]
 
 
 @pytest.fixture(scope="module")
 def fed_settings(demo_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    root = tmp_path_factory.mktemp("federation-robust-db")
-    return demo_settings.model_copy(
-        update={
-            "data_dir": root,
-            "store_url": demo_settings.resolved_store_url,
-            "database_url": f"sqlite:///{root / 'twinmesh.sqlite'}",
-        }
-    )
+    return federation_settings(demo_settings, tmp_path_factory.mktemp("federation-robust-db"))
 
 
 @pytest.fixture(scope="module")
 def partner_dirs(
     fed_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
-    engine = Engine(fed_settings)
-    try:
-        return export_demo_partners(engine, tmp_path_factory.mktemp("partners"), PARTNERS)
-    finally:
-        engine.close()
+    return export_partners(fed_settings, tmp_path_factory.mktemp("partners"), PARTNERS)
 
 
 def _start_run(fed: Federation, out: Path, *args: str) -> subprocess.Popen[str]:

@@ -11,23 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.flower import running_federation, twinmesh_argv
-from twinmesh.core.engine import Engine
+from tests.helpers.flower import export_partners, running_federation, twinmesh_argv
 from twinmesh.core.settings import Settings
-from twinmesh.federation.partners import export_demo_partners
 
 
 @pytest.fixture(scope="module")
 def partner_dirs(
     demo_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
-    engine = Engine(demo_settings)
-    try:
-        return export_demo_partners(
-            engine, tmp_path_factory.mktemp("partners"), ["delaware-nj", "delaware-ny"]
-        )
-    finally:
-        engine.close()
+    return export_partners(
+        demo_settings, tmp_path_factory.mktemp("partners"), ["delaware-nj", "delaware-ny"]
+    )
 
 
 def test_commands_refuse_to_start_without_tls_or_insecure(demo_settings: Settings) -> None:
