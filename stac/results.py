@@ -3,8 +3,9 @@
 A worker publishes each result as it finishes (:func:`result_publisher`): the item is
 stored beside the result in the datacube store (so a catalogue rebuild keeps it),
 added to the static catalogue, and loaded into the running STAC API's backend — the
-embedded index is rebuilt and swapped (a running server reopens it on its next
-request), pgstac gets an upsert — so both serve the new result without a restart.
+embedded index gets the item added to a copy that replaces it (a running server
+reopens it on its next request; the rest of the catalogue is not read again), pgstac
+gets an upsert — so both serve the new result without a restart.
 """
 
 from __future__ import annotations
@@ -184,20 +185,41 @@ def catalog_lock(catalog_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
+def _write_json(path: Path, doc: dict[str, Any]) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps(doc, indent=2).encode()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.write_bytes(data)
     os.replace(tmp, path)
+    return data
 
 
-def _add_to_static_catalog(catalog_dir: Path, twin: Twin, item: dict[str, Any]) -> None:
-    """Add ``item`` (and its collection, if new) to the static catalogue in place."""
+#: A document of the static catalogue that changed: (path relative to the catalogue,
+#: bytes before or None if the catalogue did not hold it, bytes after).
+Change = tuple[str, bytes | None, bytes | None]
+
+
+def _add_to_static_catalog(catalog_dir: Path, twin: Twin, item: dict[str, Any]) -> list[Change]:
+    """Add ``item`` (and its collection, if new) to the static catalogue in place;
+    returns the documents that changed."""
     cid = item["collection"]
     catalog_path = catalog_dir / "catalog.json"
     collection_path = catalog_dir / cid / "collection.json"
     item_path = catalog_dir / cid / item["id"] / f"{item['id']}.json"
-    _write_json(
+    changes: list[Change] = []
+    collection_before = collection_path.read_bytes() if collection_path.is_file() else None
+    if collection_before is not None:
+        collection = json.loads(collection_before)
+    else:
+        collection = results_collection(twin, [])
+        collection["links"] = [
+            {"rel": "root", "href": "../catalog.json", "type": "application/json"},
+            {"rel": "parent", "href": "../catalog.json", "type": "application/json"},
+        ]
+    href = f"./{item['id']}/{item['id']}.json"
+    item_linked = any(link.get("href") == href for link in collection["links"])
+    item_before = item_path.read_bytes() if item_linked and item_path.is_file() else None
+    item_after = _write_json(
         item_path,
         {
             **item,
@@ -208,43 +230,56 @@ def _add_to_static_catalog(catalog_dir: Path, twin: Twin, item: dict[str, Any]) 
             ],
         },
     )
-    if collection_path.is_file():
-        collection = json.loads(collection_path.read_text())
-    else:
-        collection = results_collection(twin, [])
-        collection["links"] = [
-            {"rel": "root", "href": "../catalog.json", "type": "application/json"},
-            {"rel": "parent", "href": "../catalog.json", "type": "application/json"},
-        ]
-    href = f"./{item['id']}/{item['id']}.json"
-    if not any(link.get("href") == href for link in collection["links"]):
+    changes.append((f"{cid}/{item['id']}/{item['id']}.json", item_before, item_after))
+    if not item_linked:
         collection["links"].append({"rel": "item", "href": href, "type": "application/geo+json"})
     interval = collection["extent"]["temporal"]["interval"][0]
     start, end = item["properties"]["start_datetime"], item["properties"]["end_datetime"]
     interval[0] = min(filter(None, [interval[0], start]))
     interval[1] = max(filter(None, [interval[1], end]))
-    _write_json(collection_path, collection)
-    catalog = json.loads(catalog_path.read_text())
+    changes.append(
+        (f"{cid}/collection.json", collection_before, _write_json(collection_path, collection))
+    )
+    catalog_before = catalog_path.read_bytes()
+    catalog = json.loads(catalog_before)
     child = f"./{cid}/collection.json"
     if not any(link.get("href") == child for link in catalog["links"]):
         catalog["links"].append({"rel": "child", "href": child, "type": "application/json"})
-        _write_json(catalog_path, catalog)
+        changes.append(("catalog.json", catalog_before, _write_json(catalog_path, catalog)))
+    return changes
 
 
-def _refresh_backend(settings: Settings, collection_id: str) -> None:
-    """Make the running STAC API serve the catalogue as it now is."""
+def _refresh_backend(
+    settings: Settings, collection_id: str, item_id: str, changes: list[Change]
+) -> None:
+    """Make the running STAC API serve the catalogue as it now is: the new item is
+    upserted into pgstac or added to the embedded index; nothing else is reloaded."""
     from twinmesh.stac.api import stac_fastapi_defaults
 
     stac_fastapi_defaults()
+    collection_path = settings.catalog_dir / collection_id / "collection.json"
+    item_paths = [settings.catalog_dir / collection_id / item_id / f"{item_id}.json"]
     if settings.stac.backend == "pgstac":
         from twinmesh.stac.api.pgstac import upsert_from_catalog
 
-        upsert_from_catalog(settings.stac.pgstac_dsn or "", settings.catalog_dir, collection_id)
+        dsn = settings.stac.pgstac_dsn or ""
+        upsert_from_catalog(dsn, settings.catalog_dir, collection_path, item_paths, changes)
         return
     from twinmesh.stac.api.app import embedded_index_path
-    from twinmesh.stac.api.embedded import load_catalog_embedded
+    from twinmesh.stac.api.embedded import (
+        add_to_embedded_index,
+        index_fingerprint,
+        load_catalog_embedded,
+        updated_fingerprint,
+    )
 
-    load_catalog_embedded(embedded_index_path(settings), settings.catalog_dir)
+    db_path = embedded_index_path(settings)
+    before = index_fingerprint(db_path)
+    if before is None:  # no current index: build it whole
+        load_catalog_embedded(db_path, settings.catalog_dir)
+        return
+    fingerprint = updated_fingerprint(before, changes)
+    add_to_embedded_index(db_path, settings.catalog_dir, collection_path, item_paths, fingerprint)
 
 
 def publish_catalog(settings: Settings, engine: Engine) -> int:
@@ -293,8 +328,8 @@ def result_publisher(settings: Settings) -> Publisher:
 
             build_catalog(store, catalog_dir)  # includes the item just stored
         with catalog_lock(catalog_dir):
-            _add_to_static_catalog(catalog_dir, twin, item)
-            _refresh_backend(settings, item["collection"])
+            changes = _add_to_static_catalog(catalog_dir, twin, item)
+            _refresh_backend(settings, item["collection"], item["id"], changes)
         return {
             "stac_collection": item["collection"],
             "stac_item": item["id"],

@@ -11,13 +11,14 @@ messages, and reports every error in the STAC API shape ``{"code", "description"
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 import uvicorn
@@ -41,6 +42,8 @@ from twinmesh.stac.api.embedded import (
     CatalogLoad,
     catalog_fingerprint,
     create_embedded_api,
+    fields_as_body,
+    fields_as_query,
     index_fingerprint,
     load_catalog_embedded,
     parse_bbox,
@@ -186,7 +189,7 @@ async def _validate_search_parameters(request: Request) -> None:
         _unknown(data, _POST_SEARCH_FIELDS, "POST /search")
         bbox, datetime, intersects = data.get("bbox"), data.get("datetime"), data.get("intersects")
         for name in ("ids", "collections"):
-            if data.get(name) is not None:
+            if data.get(name) is not None and not isinstance(data[name], str):
                 _strings(data[name], name)
         if bbox is not None and not (
             isinstance(bbox, list)
@@ -240,8 +243,8 @@ async def _validate_search_parameters(request: Request) -> None:
         await asyncio.to_thread(
             parse_filter, data["filter"], data.get("filter-lang"), data.get("filter-crs")
         )
-    if data.get("fields") is not None:
-        parse_fields(data["fields"])
+    if "fields" in data:
+        parse_fields(data["fields"])  # null is a 400, as the fields extension says
 
 
 _COLLECTIONS_PARAMETERS = frozenset({"bbox", "datetime", "limit", "offset", "q"})
@@ -390,6 +393,123 @@ def _stand_in_intersects(body: bytes) -> tuple[bytes, tuple[Any, Any]] | None:
     return orjson.dumps(data), (geometry, raw)
 
 
+class _SearchRequestMiddleware:
+    """Give both backends the same, explicit search request.
+
+    - ``fields`` is resolved by the fields extension's rules (:func:`parse_fields`: the
+      default set, include-only, exclude-only, include winning over exclude) into
+      include and exclude paths that stac-fastapi-pgstac and the embedded backend apply
+      alike; pgstac on its own would, e.g., return every property for
+      ``{"include": [], "exclude": ["geometry"]}`` (the extension: the default set
+      without the geometry) and drop ``properties.rank`` for
+      ``-properties,+properties.rank``.
+    - POST ``collections`` and ``ids`` given as a string (``"a,b"``, what GET takes)
+      become arrays instead of a 400; stac-api-validator sends them so.
+    - search answers are ``application/geo+json`` also when pgstac answers a ``fields``
+      request with ``application/json``.
+
+    A request this cannot read passes unchanged: the edge validation then names what is
+    wrong.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        searching = scope["type"] == "http" and (
+            path.endswith("/search") or (path.endswith("/items") and "/collections/" in path)
+        )
+        if not searching:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "GET":
+            query = scope.get("query_string", b"").decode("latin-1")
+            if "fields=" in query:
+                scope = {**scope, "query_string": _explicit_fields_query(query).encode()}
+        elif scope["method"] == "POST":
+            scope, receive = await _explicit_search_body(scope, receive)
+
+        async def geojson_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                headers = [
+                    (k, _GEOJSON if k == b"content-type" and v == b"application/json" else v)
+                    for k, v in message.get("headers", [])
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, geojson_send)
+
+
+_GEOJSON = b"application/geo+json"
+
+
+def _explicit_fields_query(query: str) -> str:
+    pairs = parse_qsl(query, keep_blank_values=True)
+    out = []
+    for key, value in pairs:
+        if key == "fields":
+            with contextlib.suppress(InvalidQueryParameter):  # the edge names what is wrong
+                value = fields_as_query(*parse_fields(value))
+        out.append((key, value))
+    return urlencode(out)
+
+
+async def _explicit_search_body(scope: Scope, receive: Receive) -> tuple[Scope, Receive]:
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if not message.get("more_body", False) or size > _BIG_BODY_BYTES:
+            break
+    body = b"".join(chunks)
+    changed = None
+    if size <= _BIG_BODY_BYTES and messages[-1].get("type") == "http.request":
+        changed = _explicit_search(body)
+    if changed is not None:
+        headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+        scope = {**scope, "headers": [*headers, (b"content-length", str(len(changed)).encode())]}
+        messages = [{"type": "http.request", "body": changed, "more_body": False}]
+    pending = iter(messages)
+
+    async def replay() -> Message:
+        return next(pending, None) or await receive()
+
+    return scope, replay
+
+
+def _explicit_search(body: bytes) -> bytes | None:
+    """The POST /search body with ``fields``, ``collections`` and ``ids`` made explicit,
+    or None when nothing changes (or the body is not a JSON object)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    changed = False
+    for name in ("collections", "ids"):
+        if isinstance(data.get(name), str):
+            data[name] = [v.strip() for v in data[name].split(",") if v.strip()]
+            changed = True
+    if data.get("fields") is not None:
+        try:
+            explicit = fields_as_body(*parse_fields(data["fields"]))
+        except InvalidQueryParameter:
+            explicit = data["fields"]
+        if explicit != data["fields"]:
+            data["fields"] = explicit
+            changed = True
+    return orjson.dumps(data) if changed else None
+
+
 class _PublicUrlMiddleware:
     """Make the request look as if it arrived at ``public_url`` (links are built from it).
 
@@ -501,6 +621,7 @@ def _harden(api: StacApi, settings: Settings) -> ASGIApp:
     app.state.twinmesh_settings = settings
     if settings.stac.backend == "embedded":
         app.add_middleware(_BigIntersectsMiddleware)
+    app.add_middleware(_SearchRequestMiddleware)
     rules = HttpRules(
         max_body_bytes=settings.stac.max_body_bytes,
         error_body=_stac_error_body,

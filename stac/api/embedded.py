@@ -23,16 +23,17 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import sqlite3
 import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -114,7 +115,7 @@ logger = logging.getLogger(__name__)
 #: Link relations the API computes from its own URLs; stored copies are dropped.
 INFERRED_LINK_RELS = frozenset({"self", "parent", "collection", "root", "item", "items", "child"})
 #: Bump when the SQLite layout changes: an index of another version is rebuilt.
-INDEX_SCHEMA_VERSION = "1"
+INDEX_SCHEMA_VERSION = "2"
 #: The STAC API cap on a page (stac-fastapi crops ``limit`` to the same value).
 MAX_LIMIT = 10_000
 
@@ -154,6 +155,13 @@ def _read_json(path: str) -> dict[str, Any]:
         return orjson.loads(fh.read())
 
 
+def read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """One collection or item file of the static catalogue, as a load reads it (hrefs
+    made absolute, inferred links dropped)."""
+    real = os.path.realpath(path)
+    return _normalise(_read_json(real), real)
+
+
 def _links(doc: dict[str, Any], rel: str, doc_path: str) -> list[str]:
     base_dir = os.path.dirname(doc_path)
     return [
@@ -179,28 +187,56 @@ class StaticCatalog:
     _documents: list[str] = field(default_factory=list, repr=False)
     _item_files: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
+    def item_files(self) -> Iterator[tuple[str, str, bytes | None]]:
+        """(collection id, path, bytes or None if the file is missing) of every linked
+        item file, in catalogue order. A few threads open and read the files: that waits
+        on the file system, not on the CPU, and a large catalogue has 100 000 of them."""
+        paths = [(cid, path) for cid, paths in self._item_files.items() for path in paths]
+        step = _READ_BATCH // _READ_THREADS
+        with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
+            for start in range(0, len(paths), _READ_BATCH):
+                batch = paths[start : start + _READ_BATCH]
+                names = [path for _, path in batch]
+                parts = pool.map(
+                    _read_all, [names[i : i + step] for i in range(0, len(names), step)]
+                )
+                contents = [data for part in parts for data in part]
+                yield from (
+                    (cid, path, data) for (cid, path), data in zip(batch, contents, strict=True)
+                )
+
+    def item(self, collection_id: str, path: str, data: bytes) -> dict[str, Any]:
+        """The item document of one item file, as served (see :meth:`item_files`)."""
+        item = _normalise(orjson.loads(data), path)
+        item.setdefault("collection", collection_id)
+        if item["collection"] != collection_id:
+            logger.warning(
+                "item %s names collection %r but is linked from %r; using the latter",
+                path,
+                item["collection"],
+                collection_id,
+            )
+            item["collection"] = collection_id
+        return item
+
     def items(self) -> Iterator[dict[str, Any]]:
-        for collection_id, paths in self._item_files.items():
-            for path in paths:
-                try:
-                    item = _normalise(_read_json(path), path)
-                except FileNotFoundError:
-                    logger.warning("collection %r links a missing item %s", collection_id, path)
-                    continue
-                item.setdefault("collection", collection_id)
-                if item["collection"] != collection_id:
-                    logger.warning(
-                        "item %s names collection %r but is linked from %r; using the latter",
-                        path,
-                        item["collection"],
-                        collection_id,
-                    )
-                    item["collection"] = collection_id
-                yield item
+        for collection_id, path, data in self.item_files():
+            if data is None:
+                logger.warning("collection %r links a missing item %s", collection_id, path)
+                continue
+            yield self.item(collection_id, path, data)
 
     @property
     def item_count(self) -> int:
         return sum(len(paths) for paths in self._item_files.values())
+
+    def relative(self, path: str) -> str:
+        """``path`` relative to the catalogue's folder, as fingerprints name it."""
+        return path.removeprefix(str(self.root) + os.sep)
+
+    def documents_fingerprint(self) -> int:
+        """The catalogue and collection documents' share of :meth:`fingerprint`."""
+        return sum(fingerprint_term(self.relative(p), _read_bytes(p)) for p in self._documents)
 
     def fingerprint(self) -> str:
         """A hash of every document served (paths and bytes): changes when they do.
@@ -208,19 +244,58 @@ class StaticCatalog:
         Contents rather than modification times, so a rebuild that writes
         byte-identical files (the catalogue builder is idempotent) forces no re-index;
         only files reachable from ``catalog.json`` count, not whatever else the
-        directory holds.
+        directory holds. It is a sum of one term per document
+        (:func:`fingerprint_term`), so a change of a few documents updates it without
+        reading the others (:func:`updated_fingerprint`).
         """
-        prefix = str(self.root) + os.sep
-        digest = hashlib.blake2b(digest_size=16)
-        paths = self._documents + [p for paths in self._item_files.values() for p in paths]
-        for path in sorted(paths):
-            digest.update((path.removeprefix(prefix) + "\0").encode())
-            try:
-                with open(path, "rb") as fh:
-                    digest.update(hashlib.blake2b(fh.read(), digest_size=16).digest())
-            except FileNotFoundError:
-                digest.update(b"missing")
-        return digest.hexdigest()
+        total = self.documents_fingerprint()
+        for _, path, data in self.item_files():
+            total += fingerprint_term(self.relative(path), data)
+        return _fingerprint_hex(total)
+
+
+#: Threads reading item files, and how many files each round reads (bounds memory).
+_READ_THREADS = 8
+_READ_BATCH = 2048
+
+
+def _read_all(paths: list[str]) -> list[bytes | None]:
+    return [_read_bytes(path) for path in paths]
+
+
+def _read_bytes(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+
+
+def fingerprint_term(relative_path: str, data: bytes | None) -> int:
+    """One document's share of a catalogue fingerprint (``data`` None: a linked file
+    that is missing)."""
+    content = hashlib.blake2b(data, digest_size=16).digest() if data is not None else b"missing"
+    digest = hashlib.blake2b((relative_path + "\0").encode() + content, digest_size=16)
+    return int.from_bytes(digest.digest(), "big")
+
+
+def _fingerprint_hex(total: int) -> str:
+    return format(total % (1 << 128), "032x")
+
+
+def updated_fingerprint(
+    fingerprint: str, changes: Sequence[tuple[str, bytes | None, bytes | None]]
+) -> str:
+    """The fingerprint after documents changed, from the one before: ``changes`` holds
+    (path relative to the catalogue, bytes before or None if it was not part of the
+    catalogue, bytes after or None if it no longer is)."""
+    total = int(fingerprint, 16)
+    for path, before, after in changes:
+        if before is not None:
+            total -= fingerprint_term(path, before)
+        if after is not None:
+            total += fingerprint_term(path, after)
+    return _fingerprint_hex(total)
 
 
 def read_catalog(catalog_dir: str | os.PathLike[str]) -> StaticCatalog:
@@ -668,6 +743,34 @@ def _item_row(item: dict[str, Any]) -> tuple[Any, ...] | None:
     )
 
 
+#: An item row in, replacing one of the same collection and id (a catalogue may link
+#: an item twice).
+_UPSERT_ITEM = (
+    "INSERT INTO items (collection, id, dt_us, start_us, end_us, minx, miny,"
+    " maxx, maxy, is_box, geom, doc) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT (collection, id) DO UPDATE SET dt_us=excluded.dt_us,"
+    " start_us=excluded.start_us, end_us=excluded.end_us,"
+    " minx=excluded.minx, miny=excluded.miny, maxx=excluded.maxx,"
+    " maxy=excluded.maxy, is_box=excluded.is_box, geom=excluded.geom,"
+    " doc=excluded.doc"
+)
+
+
+def _upsert_item(conn: sqlite3.Connection, item: dict[str, Any]) -> int:
+    """Insert or replace one item in the index; 1 if it was indexed, 0 if it cannot be."""
+    row = _item_row(item)
+    if row is None:
+        return 0
+    rowid = conn.execute(_UPSERT_ITEM + " RETURNING rowid", row).fetchone()[0]
+    conn.execute("DELETE FROM items_rtree WHERE id = ?", (rowid,))
+    if row[5] is not None:
+        conn.execute(
+            "INSERT INTO items_rtree (id, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
+            (rowid, row[5], row[7], row[6], row[8]),
+        )
+    return 1
+
+
 def load_catalog_embedded(
     db_path: str | os.PathLike[str], catalog_dir: str | os.PathLike[str]
 ) -> CatalogLoad:
@@ -682,11 +785,23 @@ def load_catalog_embedded(
     db_path = Path(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     catalog = read_catalog(catalog_dir)
-    fingerprint = catalog.fingerprint()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{db_path.name}.", suffix=".tmp", dir=db_path.parent)
     os.close(fd)
     tmp_path = Path(tmp_name)
-    n_items = 0
+    total = catalog.documents_fingerprint()
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        # The fingerprint is summed from the bytes read for the index: one read a file.
+        nonlocal total
+        for collection_id, path, data in catalog.item_files():
+            total += fingerprint_term(catalog.relative(path), data)
+            if data is None:
+                logger.warning("collection %r links a missing item %s", collection_id, path)
+                continue
+            row = _item_row(catalog.item(collection_id, path, data))
+            if row is not None:
+                yield row
+
     try:
         conn = sqlite3.connect(tmp_path)
         try:
@@ -698,27 +813,12 @@ def load_catalog_embedded(
                     "INSERT INTO collections (id, position, doc) VALUES (?, ?, ?)",
                     [(c["id"], i, orjson.dumps(c)) for i, c in enumerate(catalog.collections)],
                 )
-                for item in catalog.items():
-                    row = _item_row(item)
-                    if row is None:
-                        continue
-                    rowid = conn.execute(
-                        "INSERT INTO items (collection, id, dt_us, start_us, end_us, minx, miny,"
-                        " maxx, maxy, is_box, geom, doc) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-                        " ON CONFLICT (collection, id) DO UPDATE SET dt_us=excluded.dt_us,"
-                        " start_us=excluded.start_us, end_us=excluded.end_us,"
-                        " minx=excluded.minx, miny=excluded.miny, maxx=excluded.maxx,"
-                        " maxy=excluded.maxy, is_box=excluded.is_box, geom=excluded.geom,"
-                        " doc=excluded.doc RETURNING rowid",
-                        row,
-                    ).fetchone()[0]
-                    n_items += 1
-                    if row[5] is not None:
-                        conn.execute(
-                            "INSERT OR REPLACE INTO items_rtree (id, minx, maxx, miny, maxy)"
-                            " VALUES (?, ?, ?, ?, ?)",
-                            (rowid, row[5], row[7], row[6], row[8]),
-                        )
+                conn.executemany(_UPSERT_ITEM, rows())
+                conn.execute(
+                    "INSERT INTO items_rtree (id, minx, maxx, miny, maxy)"
+                    " SELECT rowid, minx, maxx, miny, maxy FROM items WHERE minx IS NOT NULL"
+                )
+                fingerprint = _fingerprint_hex(total)
                 conn.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
                     [
@@ -756,6 +856,84 @@ def load_catalog_embedded(
         seconds,
     )
     return CatalogLoad("embedded", len(catalog.collections), n_rows, fingerprint, seconds)
+
+
+def add_to_embedded_index(
+    db_path: str | os.PathLike[str],
+    catalog_dir: str | os.PathLike[str],
+    collection_path: str | os.PathLike[str],
+    item_paths: Sequence[str | os.PathLike[str]],
+    fingerprint: str,
+) -> CatalogLoad:
+    """Index new or changed items of one collection without reading the rest of the
+    catalogue: what a worker does when it publishes a result.
+
+    The collection document and the items are read from their files in the static
+    catalogue (already written there) and upserted into a copy of the index, which
+    then replaces it as a rebuild would (readers see the old index or the new one; a
+    crash leaves the old one). ``fingerprint`` is the catalogue's fingerprint after the
+    change (:func:`updated_fingerprint`), recorded so that a restart does not rebuild.
+    Without a current index the whole catalogue is loaded instead.
+    """
+    started = time.perf_counter()
+    db_path = Path(db_path)
+    if index_fingerprint(db_path) is None:
+        return load_catalog_embedded(db_path, catalog_dir)
+    collection = read_document(collection_path)
+    items = [{**read_document(path), "collection": collection["id"]} for path in item_paths]
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{db_path.name}.", suffix=".tmp", dir=db_path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp_name)
+    try:
+        shutil.copyfile(db_path, tmp_path)
+        conn = sqlite3.connect(tmp_path)
+        try:
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
+            with conn:
+                position = conn.execute(
+                    "SELECT coalesce((SELECT position FROM collections WHERE id = ?),"
+                    " (SELECT coalesce(max(position), -1) + 1 FROM collections))",
+                    (collection["id"],),
+                ).fetchone()[0]
+                conn.execute(
+                    "INSERT OR REPLACE INTO collections (id, position, doc) VALUES (?, ?, ?)",
+                    (collection["id"], position, orjson.dumps(collection)),
+                )
+                indexed = sum(_upsert_item(conn, item) for item in items)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    [
+                        ("catalog_fingerprint", fingerprint),
+                        ("built_at", datetime.now(UTC).isoformat()),
+                    ],
+                )
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value)"
+                    " SELECT 'max_duration_us', coalesce(max(end_us - start_us), 0) FROM items"
+                )
+            n_collections, n_rows = conn.execute(
+                "SELECT (SELECT count(*) FROM collections), (SELECT count(*) FROM items)"
+            ).fetchone()
+        finally:
+            conn.close()
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, db_path)
+        _fsync_dir(db_path.parent)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    seconds = time.perf_counter() - started
+    logger.info(
+        "embedded STAC index %s: %d item(s) of %s added in %.3fs (%d items in all)",
+        db_path,
+        indexed,
+        collection["id"],
+        seconds,
+        n_rows,
+    )
+    return CatalogLoad("embedded", n_collections, n_rows, fingerprint, seconds)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -872,11 +1050,13 @@ def parse_filter(expr: Any, lang: str | None = None, crs: str | None = None) -> 
         if isinstance(expr, dict):
             if lang == "cql2-text":
                 raise InvalidQueryParameter("filter-lang is cql2-text but the filter is JSON")
-            parsed = cql2.parse_json(orjson.dumps(expr).decode())
+            parsed = cql2.parse_json(orjson.dumps(_between_as_three_args(expr)).decode())
         elif isinstance(expr, str):
             text = expr.strip()
             if lang == "cql2-json" or (lang is None and text.startswith("{")):
-                parsed = cql2.parse_json(text)
+                parsed = cql2.parse_json(
+                    orjson.dumps(_between_as_three_args(orjson.loads(text))).decode()
+                )
             else:
                 parsed = cql2.parse_text(text)
         else:
@@ -888,6 +1068,27 @@ def parse_filter(expr: Any, lang: str | None = None, crs: str | None = None) -> 
         detail = " ".join(str(exc).split())
         raise InvalidQueryParameter(f"filter is not valid CQL2: {detail[:500]}") from None
     return parsed
+
+
+def _between_as_three_args(node: Any) -> Any:
+    """CQL2 JSON with the drafts' ``between`` (``[property, [low, high]]``, still sent
+    by stac-api-validator and older clients, and taken by pgstac) in the standard's
+    form ``[property, low, high]``; everything else unchanged."""
+    if isinstance(node, list):
+        return [_between_as_three_args(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _between_as_three_args(v) for k, v in node.items()}
+    args = node.get("args")
+    if (
+        node.get("op") == "between"
+        and isinstance(args, list)
+        and len(args) == 2
+        and isinstance(args[1], list)
+        and len(args[1]) == 2
+    ):
+        node["args"] = [args[0], *args[1]]
+    return node
 
 
 def filter_matches(expr: Any, item: dict[str, Any]) -> bool:
@@ -934,26 +1135,116 @@ def select_fields(item: dict[str, Any], include: Sequence[str], exclude: Sequenc
     return out
 
 
+#: The fields extension's default set: what ``fields`` with nothing to include or
+#: exclude returns (``properties.datetime``, or the start and end of a range).
+DEFAULT_FIELDS = (
+    "type",
+    "stac_version",
+    "id",
+    "geometry",
+    "bbox",
+    "links",
+    "assets",
+    "properties.datetime",
+    "properties.start_datetime",
+    "properties.end_datetime",
+)
+
+
+def _covers(outer: str, inner: str) -> bool:
+    """Whether the path ``outer`` is ``inner`` or one of its parents."""
+    return inner == outer or inner.startswith(outer + ".")
+
+
 def parse_fields(fields: Any) -> tuple[list[str], list[str]]:
     """(include, exclude) from GET ``fields=a,-b`` (a string or its list of names) or
-    POST ``{"include": [...], "exclude": [...]}``."""
-    if fields is None or fields == "":
-        return [], []
+    POST ``{"include": [...], "exclude": [...]}``, resolved by the rules of the fields
+    extension (v1.0.0) into paths both backends apply the same way:
+
+    - nothing to include or exclude (``""``, ``{}``, both null or empty): the default
+      set (:data:`DEFAULT_FIELDS`);
+    - only ``exclude``: every field but those (GET ``-a``, or POST without ``include``);
+      POST ``exclude`` with ``include`` given as null or ``[]``: the default set but those;
+    - a field that is included is never excluded, nor are its parents
+      (``-properties,+properties.rank`` keeps the rank);
+    - an item keeps ``type`` whenever ``include`` picks fields, so it stays a GeoJSON
+      Feature; ``id`` and ``collection`` are always kept.
+
+    A result with an ``include`` is only those paths (plus the above); one with only
+    ``exclude`` is the whole item without them. Applying this to its own output gives
+    the same output.
+    """
+    if fields is None:
+        raise InvalidQueryParameter(
+            'fields must be "a,-b" (GET) or {"include": [...], "exclude": [...]} (POST), not null'
+        )
+    include_given = False
     if isinstance(fields, str):
         fields = fields.split(",")
     if isinstance(fields, list) and all(isinstance(f, str) for f in fields):
         names = [f.strip() for f in fields if f.strip()]
-        plus = [n.lstrip("+") for n in names if not n.startswith("-")]
-        return plus, [n[1:] for n in names if n.startswith("-")]
-    if isinstance(fields, dict):
-        fields = SimpleNamespace(**fields)
-    parts = [list(getattr(fields, name, None) or []) for name in ("include", "exclude")]
-    if all(all(isinstance(x, str) for x in part) for part in parts):
-        return sorted(parts[0]), sorted(parts[1])
-    raise InvalidQueryParameter(
-        'fields must be "a,-b" (GET) or {"include": [...], "exclude": [...]} (POST)'
+        include = [n.lstrip("+") for n in names if not n.startswith("-")]
+        exclude = [n[1:] for n in names if n.startswith("-")]
+    else:
+        if not isinstance(fields, dict):  # stac-fastapi's model: sets, empty when not given
+            fields = {
+                name: sorted(value)
+                for name in ("include", "exclude")
+                if (value := getattr(fields, name, None))
+            }
+        unknown = sorted(set(fields) - {"include", "exclude"})
+        if unknown:
+            raise InvalidQueryParameter(
+                f"fields takes include and exclude, not {', '.join(map(repr, unknown))}"
+            )
+        parts = [fields.get(name) or [] for name in ("include", "exclude")]
+        if not all(isinstance(p, list) and all(isinstance(x, str) for x in p) for p in parts):
+            raise InvalidQueryParameter(
+                'fields must be "a,-b" (GET) or {"include": [...], "exclude": [...]} (POST)'
+            )
+        include, exclude = parts
+        include_given = "include" in fields
+    if not include and (not exclude or include_given):
+        include = [f for f in DEFAULT_FIELDS if not any(_covers(e, f) for e in exclude)]
+    if include and "type" not in include:
+        include = ["type", *include]
+    exclude = [e for e in exclude if not any(_covers(e, i) for i in include)]
+    return sorted(set(include)), sorted(set(exclude))
+
+
+def _fields(fields: Any) -> tuple[list[str], list[str]]:
+    """:func:`parse_fields`, or the whole item when the request names no fields.
+
+    stac-fastapi's POST model holds empty sets when the body has no ``fields``; an
+    explicit empty ``fields`` never gets here as such (the app's edge has made it the
+    default set's paths)."""
+    if fields is None or (
+        not isinstance(fields, str | list | dict)
+        and not getattr(fields, "include", None)
+        and not getattr(fields, "exclude", None)
+    ):
+        return [], []
+    return parse_fields(fields)
+
+
+def fields_as_body(include: Sequence[str], exclude: Sequence[str]) -> dict[str, list[str]]:
+    """:func:`parse_fields`' answer as a POST ``fields`` object that means the same."""
+    return (
+        {"include": list(include), "exclude": list(exclude)}
+        if include
+        else {"exclude": list(exclude)}
     )
 
+
+def fields_as_query(include: Sequence[str], exclude: Sequence[str]) -> str:
+    """:func:`parse_fields`' answer as a GET ``fields`` value that means the same."""
+    return ",".join([*(f"+{i}" for i in include), *(f"-{e}" for e in exclude)])
+
+
+#: A bbox that overlaps at least this many items is searched in sort order rather than
+#: through the R*Tree (see :meth:`EmbeddedIndex.search`).
+_WIDE_MATCHES = 2000
+_WIDE_PAGES = 50
 
 _DEFAULT_SORT = (("dt_us", "desc"), ("id", "desc"), ("collection", "desc"))
 
@@ -1109,20 +1400,26 @@ class EmbeddedIndex:
             prefilter = bbox_parts(query.bbox)
         if spatial is not None:
             overlaps = "{0}minx <= ? AND {0}maxx >= ? AND {0}miny <= ? AND {0}maxy >= ?"
-            if len(prefilter) == 1:
-                join = "JOIN items_rtree r ON r.id = i.rowid"
-                where.append(overlaps.format("r."))
+            if len(prefilter) == 1 and self._is_wide(conn, prefilter[0], query.limit):
+                # So many items overlap that walking the sort order and testing each
+                # row's box (below) reaches a page sooner than sorting every match.
+                pass
             else:
-                # The R*Tree answers ANDed ranges only: one subquery per part.
-                where.append(
-                    "i.rowid IN ("
-                    + " UNION ".join(
-                        f"SELECT id FROM items_rtree WHERE {overlaps.format('')}" for _ in prefilter
+                if len(prefilter) == 1:
+                    join = "JOIN items_rtree r ON r.id = i.rowid"
+                    where.append(overlaps.format("r."))
+                else:
+                    # The R*Tree answers ANDed ranges only: one subquery per part.
+                    where.append(
+                        "i.rowid IN ("
+                        + " UNION ".join(
+                            f"SELECT id FROM items_rtree WHERE {overlaps.format('')}"
+                            for _ in prefilter
+                        )
+                        + ")"
                     )
-                    + ")"
-                )
-            for minx, miny, maxx, maxy in prefilter:
-                params.extend([maxx, minx, maxy, miny])
+                for minx, miny, maxx, maxy in prefilter:
+                    params.extend([maxx, minx, maxy, miny])
             # Exact for rectangular items (is_box = 1) when the query is a bbox.
             where.append("(" + " OR ".join(f"({overlaps.format('i.')})" for _ in prefilter) + ")")
             for minx, miny, maxx, maxy in prefilter:
@@ -1170,6 +1467,21 @@ class EmbeddedIndex:
             rows, items = rows[: query.limit], items[: query.limit]
             next_token = _encode_token(signature, list(rows[-1][1:]))
         return SearchPage(items, next_token)
+
+    @staticmethod
+    def _is_wide(
+        conn: sqlite3.Connection, bounds: tuple[float, float, float, float], limit: int
+    ) -> bool:
+        """Whether at least :data:`_WIDE_MATCHES` (or 50 pages of) items overlap
+        ``bounds``, counted in the R*Tree up to that number."""
+        threshold = max(_WIDE_MATCHES, _WIDE_PAGES * limit)
+        minx, miny, maxx, maxy = bounds
+        count = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM items_rtree WHERE minx <= ? AND maxx >= ?"
+            " AND miny <= ? AND maxy >= ? LIMIT ?)",
+            (maxx, minx, maxy, miny, threshold),
+        ).fetchone()[0]
+        return bool(count >= threshold)
 
     @staticmethod
     def _keyset_condition(
@@ -1487,7 +1799,7 @@ class EmbeddedCoreClient(BaseCoreClient):
             {**collection_links[0], "rel": "collection"},
             {"rel": "root", "type": _JSON, "href": base},
         ]
-        return self._item_collection(request, query, None, links, parse_fields(fields))
+        return self._item_collection(request, query, None, links, _fields(fields))
 
     def get_search(  # type: ignore[override]
         self,
@@ -1520,7 +1832,7 @@ class EmbeddedCoreClient(BaseCoreClient):
             filter_crs=filter_crs,
         )
         return self._item_collection(
-            request, query, None, self._search_links(request), parse_fields(fields)
+            request, query, None, self._search_links(request), _fields(fields)
         )
 
     def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> dict:  # type: ignore[override]
@@ -1549,7 +1861,7 @@ class EmbeddedCoreClient(BaseCoreClient):
             query,
             body,
             self._search_links(request),
-            parse_fields(getattr(search_request, "fields", None)),
+            _fields(getattr(search_request, "fields", None)),
         )
 
     def _search_links(self, request: Request) -> list[dict[str, Any]]:

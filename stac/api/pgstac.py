@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from twinmesh.stac.api.assets import publish_assets
-from twinmesh.stac.api.embedded import CatalogLoad, bbox_geometry, parse_bbox, read_catalog
+from twinmesh.stac.api.embedded import (
+    CatalogLoad,
+    bbox_geometry,
+    parse_bbox,
+    read_catalog,
+    read_document,
+    updated_fingerprint,
+)
 
 __all__ = [
     "TwinmeshPgstacClient",
@@ -93,6 +101,10 @@ def _bbox_as_intersects(bbox: Any) -> Geometry | None:
     return parse_geometry_obj(mapping(bbox_geometry((west, south, east, north))))
 
 
+#: Conformance classes of stac-fastapi-pgstac's extensions that twinmesh does not offer.
+_REFUSED_CONFORMANCE = re.compile(r"#query$|collection-search#(fields|filter|query|sort)$")
+
+
 @attr.s
 class TwinmeshPgstacClient(CoreCrudClient):
     """stac-fastapi-pgstac's client with two pgstac defects worked around.
@@ -109,6 +121,13 @@ class TwinmeshPgstacClient(CoreCrudClient):
     landing_page_id: str = attr.ib(default="twinmesh")
     #: The local store's directory: asset hrefs in it are answered as /data URLs.
     data_root: Path | None = attr.ib(default=None)
+
+    def conformance_classes(self) -> list[str]:
+        """What the edge lets through, not all stac-fastapi-pgstac could do: the query
+        extension and collection search's fields, filter, query and sort are answered
+        with a 400 naming the parameter (as on the embedded backend), so they are not
+        claimed either."""
+        return [c for c in super().conformance_classes() if not _REFUSED_CONFORMANCE.search(c)]
 
     async def all_collections(self, request: Request, **kwargs: Any) -> Any:  # type: ignore[override]
         collections = await super().all_collections(request=request, **kwargs)
@@ -360,15 +379,22 @@ def load_catalog_pgstac(
     return CatalogLoad("pgstac", len(collection_ids), n_items, fingerprint, seconds)
 
 
-def upsert_from_catalog(dsn: str, catalog_dir: str | Path, collection_id: str) -> int:
-    """Upsert one collection of the static catalogue and its items into pgstac (what a
-    newly published result needs), and record the catalogue's fingerprint so the next
-    start-up does not reload it all. Returns the number of items upserted."""
-    catalog = read_catalog(catalog_dir)
-    collection = next((c for c in catalog.collections if c["id"] == collection_id), None)
-    if collection is None:
-        raise ValueError(f"the catalogue at {catalog_dir} has no collection {collection_id!r}")
-    items = [i for i in catalog.items() if i["collection"] == collection_id]
+def upsert_from_catalog(
+    dsn: str,
+    catalog_dir: str | Path,
+    collection_path: str | Path,
+    item_paths: Sequence[str | Path],
+    changes: Sequence[tuple[str, bytes | None, bytes | None]],
+) -> int:
+    """Upsert one collection document and some of its items, read from their files in
+    the static catalogue, into pgstac (what a newly published result needs), without
+    reading the rest of the catalogue. The recorded fingerprint is moved on by
+    ``changes`` (see :func:`updated_fingerprint`), so the next start-up does not reload
+    it all; when none was recorded, none is. Returns the number of items upserted."""
+    root = str(Path(catalog_dir).resolve())
+    collection = read_document(collection_path)
+    items = [{**read_document(path), "collection": collection["id"]} for path in item_paths]
+    before = _stored_fingerprint(dsn, root)
     db = PgstacDB(dsn)
     try:
         Migrate(db).run_migration()
@@ -380,5 +406,6 @@ def upsert_from_catalog(dsn: str, catalog_dir: str | Path, collection_id: str) -
         db.disconnect()
         if pool is not None:
             pool.close()
-    _store_fingerprint(dsn, str(catalog.root), catalog.fingerprint())
+    if before is not None:
+        _store_fingerprint(dsn, root, updated_fingerprint(before, changes))
     return len(items)

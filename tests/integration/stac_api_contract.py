@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -1121,7 +1123,7 @@ class StacApiContract:
                 400,
                 "out of range",
             ),
-            (b'{"ids": "a,b"}', "application/json", 400, "ids must be an array"),
+            (b'{"ids": {"a": 1}}', "application/json", 400, "ids must be an array"),
             (b'{"collections": [1]}', "application/json", 400, "collections must be an array"),
             (b'{"limit": "ten"}', "application/json", 400, "limit"),
             (b'{"token": {"k": [{}]}}', "application/json", 400, "token"),
@@ -1274,12 +1276,129 @@ class StacApiContract:
             assert response.status_code == 200, response.text
             features = response.json()["features"]
             assert {f["id"] for f in features} == set(ALL_IDS)
-            assert all(set(f) <= {"id", "collection", "links"} for f in features), features[0]
+            # Each stays a GeoJSON Feature ("type"); id and collection are always kept.
+            assert all(set(f) <= {"type", "id", "collection", "links"} for f in features), features[
+                0
+            ]
         response = http.get(
             "/collections/discharge/items", params={"fields": "-assets,-geometry", "limit": 3}
         )
         feature = response.json()["features"][0]
         assert "assets" not in feature and "geometry" not in feature and "properties" in feature
+
+    @pytest.mark.parametrize(
+        ("fields", "present", "absent"),
+        [
+            # nothing asked: the extension's default set
+            ({}, {"type", "id", "geometry", "bbox", "assets", "properties"}, {"rank"}),
+            ({"include": None, "exclude": None}, {"geometry", "properties"}, {"rank"}),
+            # only exclude: everything else
+            ({"exclude": ["geometry"]}, {"assets", "properties", "rank"}, {"geometry"}),
+            # exclude with an explicitly empty include: the default set without it
+            ({"include": [], "exclude": ["geometry"]}, {"assets", "properties"}, {"rank"}),
+            # include wins over exclude, also over an excluded parent
+            ({"include": ["geometry"], "exclude": ["geometry"]}, {"geometry"}, {"assets"}),
+            (
+                {"include": ["properties.rank"], "exclude": ["properties"]},
+                {"type", "properties", "rank"},
+                {"geometry", "score"},
+            ),
+        ],
+        ids=lambda v: ",".join(sorted(v)) if isinstance(v, set) else str(v),  # no set order
+    )
+    def test_fields_follow_the_extensions_rules(
+        self, http: httpx.Client, fields: dict, present: set[str], absent: set[str]
+    ) -> None:
+        body = {"fields": fields, "collections": ["discharge"], "limit": 3}
+        response = http.post("/search", json=body)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("application/geo+json")
+        for feature in response.json()["features"]:
+            keys = set(feature) | set(feature.get("properties", {}))
+            assert present <= keys and not (absent & keys), (fields, feature)
+
+    def test_get_fields_mean_the_same_as_post(self, http: httpx.Client) -> None:
+        for get, post in [
+            ("", {}),
+            ("-geometry", {"exclude": ["geometry"]}),
+            (
+                "-properties,+properties.rank",
+                {"include": ["properties.rank"], "exclude": ["properties"]},
+            ),
+        ]:
+            by_get = http.get("/search", params={"fields": get, "collections": "discharge"})
+            by_post = http.post("/search", json={"fields": post, "collections": ["discharge"]})
+            assert by_get.status_code == by_post.status_code == 200, (by_get.text, by_post.text)
+            features = [r.json()["features"] for r in (by_get, by_post)]
+            assert features[0] == features[1], get
+
+    def test_a_search_without_fields_returns_whole_items(self, http: httpx.Client) -> None:
+        for response in (
+            http.get("/search", params={"collections": "discharge"}),
+            http.post("/search", json={"collections": ["discharge"]}),
+            http.get("/collections/discharge/items"),
+        ):
+            assert response.status_code == 200, response.text
+            for feature in response.json()["features"]:
+                assert {"rank", "score", "kind", "title"} <= set(feature["properties"])
+                assert {"geometry", "assets", "links", "stac_version"} <= set(feature)
+
+    def test_null_fields_are_a_400(self, http: httpx.Client) -> None:
+        response = http.post("/search", json={"fields": None})
+        assert response.status_code == 400, response.text
+        assert "fields" in response.json()["description"]
+
+    def test_collections_and_ids_given_as_a_string_are_lists(self, http: httpx.Client) -> None:
+        """stac-api-validator posts ``"collections": "discharge"`` (the GET form)."""
+        as_string = http.post("/search", json={"collections": "discharge", "limit": 100})
+        as_list = http.post("/search", json={"collections": ["discharge"], "limit": 100})
+        assert as_string.status_code == 200, as_string.text
+        ids = {f["id"] for f in as_string.json()["features"]}
+        assert ids == {f["id"] for f in as_list.json()["features"]}
+        assert ids == {i.id for i in ITEMS if i.collection == "discharge"}
+        two = sorted(ids)[:2]
+        by_ids = http.post("/search", json={"ids": ",".join(two), "limit": 100})
+        assert sorted(f["id"] for f in by_ids.json()["features"]) == two
+
+    def test_stac_api_validator_reports_no_errors(self, stac_url: str) -> None:
+        """The public conformance tool (stac-api-validator), with paging, on every
+        conformance class the API claims that the tool can check."""
+        classes = [
+            "core",
+            "collections",
+            "features",
+            "item-search",
+            "filter",
+            "item-search#fields",
+            "item-search#sort",
+            "features#fields",
+            "features#sort",
+        ]
+        whole_world = {
+            "type": "Polygon",
+            "coordinates": [[[-180, -90], [180, -90], [180, 90], [-180, 90], [-180, -90]]],
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "tests.helpers.stac_api_validator",
+            "--root-url",
+            stac_url,
+            "--collection",
+            "discharge",
+            "--geometry",
+            orjson.dumps(whole_world).decode(),
+            "--fields-nested-property",
+            "properties.rank",
+            "--validate-pagination",
+            *(arg for cls in classes for arg in ("--conformance", cls)),
+        ]
+        run = subprocess.run(
+            command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False
+        )
+        report = run.stdout + run.stderr
+        assert "Errors: none" in report and run.returncode == 0, report[-6000:]
+        assert "Validating STAC API - Item Search - Filter Extension" in report, report[-3000:]
 
     def test_queryables_name_the_items_properties(self, http: httpx.Client) -> None:
         for path in ("/queryables", "/collections/discharge/queryables"):

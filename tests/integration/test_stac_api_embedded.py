@@ -8,6 +8,7 @@ tests of its search and keyset paging against a brute-force filter.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -201,6 +202,34 @@ def test_keyset_paging_returns_every_match_once(
     ids = _search_all(built_index, {**params, "sortby": sortby}, limit=limit)
     assert len(ids) == len(set(ids))
     assert frozenset(ids) == brute_force_ids(**params)
+
+
+@contextlib.contextmanager
+def _every_bbox_wide() -> Iterator[None]:
+    """Make every bbox take the path of a bbox that overlaps many items (the sort
+    order walked, each row's box tested), which the small test catalogue never would."""
+    saved = embedded._WIDE_MATCHES, embedded._WIDE_PAGES
+    embedded._WIDE_MATCHES, embedded._WIDE_PAGES = 0, 0
+    try:
+        yield
+    finally:
+        embedded._WIDE_MATCHES, embedded._WIDE_PAGES = saved
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    params=random_searches(),
+    limit=st.integers(1, 8),
+    sortby=st.sampled_from([None, "datetime", "-end_datetime,id", "-rank"]),
+)
+def test_a_wide_bbox_walked_in_sort_order_finds_the_same_pages(
+    built_index: EmbeddedIndex, params: dict, limit: int, sortby: str | None
+) -> None:
+    narrow = _search_all(built_index, {**params, "sortby": sortby}, limit=limit)
+    with _every_bbox_wide():
+        wide = _search_all(built_index, {**params, "sortby": sortby}, limit=limit)
+    assert wide == narrow
+    assert frozenset(wide) == brute_force_ids(**params)
 
 
 def test_index_search_sorts_by_datetime(built_index: EmbeddedIndex) -> None:
@@ -432,3 +461,85 @@ def test_serve_runs_several_worker_processes(tmp_path: Path) -> None:
             assert set(pool.map(search, range(40))) == {200}
         # Built once by the parent; each worker found it unchanged.
         assert server.log_path.read_text().count("is up to date") == 2
+
+
+def _index_contents(db_path: Path) -> tuple[list[Any], list[Any], str | None]:
+    import sqlite3
+
+    conn = sqlite3.connect(db_path)
+    try:
+        collections = conn.execute(
+            "SELECT id, position, doc FROM collections ORDER BY id"
+        ).fetchall()
+        items = conn.execute(
+            "SELECT i.collection, i.id, i.dt_us, i.start_us, i.end_us, i.minx, i.miny, i.maxx,"
+            " i.maxy, i.is_box, i.geom, i.doc, r.minx, r.maxx, r.miny, r.maxy FROM items i"
+            " LEFT JOIN items_rtree r ON r.id = i.rowid ORDER BY i.collection, i.id"
+        ).fetchall()
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    finally:
+        conn.close()
+    return collections, items, meta.get("max_duration_us")
+
+
+def _result_item(item_id: str, collection: str, start: str, end: str) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": item_id,
+        "collection": collection,
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[9.0, 50.0], [10.5, 50.0], [10.5, 51.0], [9.0, 51.0], [9.0, 50.0]]],
+        },
+        "bbox": [9.0, 50.0, 10.5, 51.0],
+        "properties": {"datetime": None, "start_datetime": start, "end_datetime": end},
+        "assets": {},
+        "links": [],
+    }
+
+
+def test_a_new_result_item_is_indexed_without_reading_the_catalogue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a worker does when it publishes a result: the item (into an existing
+    collection, then into a new one) is added to the index on its own, and the index
+    is then the one a full rebuild makes, fingerprint included (no rebuild at start)."""
+    from types import SimpleNamespace
+
+    from twinmesh.stac import results
+
+    build_test_catalog(tmp_path)
+    settings = _settings(tmp_path)
+    db_path = embedded_index_path(settings)
+    load_catalog_embedded(db_path, settings.catalog_dir)
+    twin = SimpleNamespace(
+        id="fulda",
+        title="Fulda",
+        license="CC-BY-4.0",
+        keywords=["hydrology"],
+        bbox=(9, 50, 10.5, 51),
+    )
+
+    def no_catalogue_reading(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the whole catalogue was read to index one item")
+
+    new_items = [
+        _result_item("result-a", "discharge", "2021-03-01T00:00:00Z", "2021-03-10T00:00:00Z"),
+        _result_item("result-b", "fulda-results", "2022-01-01T00:00:00Z", "2023-06-30T00:00:00Z"),
+    ]
+    for item in new_items:
+        changes = results._add_to_static_catalog(settings.catalog_dir, twin, item)  # type: ignore[arg-type]
+        with monkeypatch.context() as patch:
+            patch.setattr(embedded, "read_catalog", no_catalogue_reading)
+            patch.setattr(embedded, "load_catalog_embedded", no_catalogue_reading)
+            results._refresh_backend(settings, item["collection"], item["id"], changes)
+        assert index_fingerprint(db_path) == catalog_fingerprint(settings.catalog_dir)
+    rebuilt = tmp_path / "rebuilt.sqlite"
+    load_catalog_embedded(rebuilt, settings.catalog_dir)
+    assert _index_contents(db_path) == _index_contents(rebuilt)
+    with TestClient(create_app(settings)) as client:
+        body = client.post("/search", json={"ids": ["result-a", "result-b"]}).json()
+        assert sorted(f["id"] for f in body["features"]) == ["result-a", "result-b"]
+        long_one = client.get("/search", params={"datetime": "2023-01-01T00:00:00Z"}).json()
+        assert [f["id"] for f in long_one["features"]] == ["result-b"]

@@ -124,3 +124,60 @@ def test_temporary_postgres_is_private_and_cleaned_up() -> None:
     assert not tmpdir.exists()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_new_result_item_is_upserted_without_reading_the_catalogue(
+    postgres: TemporaryPostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a worker does when it publishes a result on the pgstac backend: the item and
+    its collection are upserted on their own, and the recorded fingerprint follows the
+    catalogue (the next start-up loads nothing)."""
+    from types import SimpleNamespace
+
+    from twinmesh.core.settings import Settings, StacSettings
+    from twinmesh.stac import results
+    from twinmesh.stac.api import embedded
+    from twinmesh.stac.api import pgstac as pgstac_module
+
+    dsn = postgres.create_database("incremental")
+    build_test_catalog(tmp_path)
+    settings = Settings(
+        data_dir=tmp_path, stac=StacSettings(backend="pgstac", port=0, pgstac_dsn=dsn)
+    )
+    load_catalog_pgstac(dsn, settings.catalog_dir)
+    twin = SimpleNamespace(
+        id="fulda", title="Fulda", license="CC-BY-4.0", keywords=[], bbox=(9, 50, 10.5, 51)
+    )
+    item = {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": "result-a",
+        "collection": "fulda-results",
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[9.0, 50.0], [10.5, 50.0], [10.5, 51.0], [9.0, 51.0], [9.0, 50.0]]],
+        },
+        "bbox": [9.0, 50.0, 10.5, 51.0],
+        "properties": {
+            "datetime": None,
+            "start_datetime": "2022-01-01T00:00:00Z",
+            "end_datetime": "2022-12-31T00:00:00Z",
+        },
+        "assets": {},
+        "links": [],
+    }
+
+    def no_catalogue_reading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the whole catalogue was read to upsert one item")
+
+    changes = results._add_to_static_catalog(settings.catalog_dir, twin, item)  # type: ignore[arg-type]
+    with monkeypatch.context() as patch:
+        patch.setattr(embedded, "read_catalog", no_catalogue_reading)
+        patch.setattr(pgstac_module, "read_catalog", no_catalogue_reading)
+        results._refresh_backend(settings, "fulda-results", "result-a", changes)
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT collection FROM pgstac.items WHERE id = 'result-a'").fetchone()
+    assert row == ("fulda-results",)
+    assert _counts(dsn) == (len(ITEMS) + 1, len(ITEMS) + 1, 3)
+    skipped = load_catalog_pgstac(dsn, settings.catalog_dir, skip_if_unchanged=True)
+    assert skipped.skipped, "the recorded fingerprint did not follow the catalogue"
