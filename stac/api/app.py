@@ -247,6 +247,9 @@ async def _validate_search_parameters(request: Request) -> None:
         parse_fields(data["fields"])  # null is a 400, as the fields extension says
 
 
+#: The largest limit or offset (PostgreSQL's integer; pgstac fails beyond it).
+_MAX_INT = 2**31 - 1
+
 _COLLECTIONS_PARAMETERS = frozenset({"bbox", "datetime", "limit", "offset", "q"})
 
 
@@ -261,9 +264,13 @@ async def _validate_collection_search(request: Request) -> None:
         parse_datetime_interval(params["datetime"])
     for name in ("limit", "offset"):
         value = params.get(name)
-        if value is not None and not (value.isdigit() and (name == "offset" or int(value) >= 1)):
+        if value is not None and not (
+            value.isdigit() and (name == "offset" or int(value) >= 1) and int(value) <= _MAX_INT
+        ):
             kind = "positive" if name == "limit" else "non-negative"
-            raise InvalidQueryParameter(f"{name} must be a {kind} integer, not {value!r}")
+            raise InvalidQueryParameter(
+                f"{name} must be a {kind} integer up to {_MAX_INT}, not {value!r}"
+            )
 
 
 class UnsupportedMediaType(StacApiError):

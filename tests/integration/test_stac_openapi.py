@@ -46,3 +46,23 @@ def test_the_documents_examples_are_accepted(stac_app) -> None:  # noqa: ANN001
             if example is not None:
                 response = client.get("/search", params={parameter["name"]: example})
                 assert response.status_code == 200, (parameter["name"], response.text)
+
+
+@pytest.mark.pgstac
+def test_no_server_error_and_every_status_documented_on_pgstac(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The same over HTTP against stac-fastapi-pgstac on a private PostgreSQL."""
+    from stac_api_contract import running_stac_server
+
+    from tests.helpers.postgres import TemporaryPostgres
+    from twinmesh.stac.api.pgstac import load_catalog_pgstac
+
+    data_dir: Path = tmp_path_factory.mktemp("stac-schemathesis-pgstac")
+    build_test_catalog(data_dir)
+    with TemporaryPostgres() as postgres:
+        load_catalog_pgstac(postgres.dsn, data_dir / "catalog")
+        with running_stac_server(data_dir, "pgstac", dsn=postgres.dsn) as url:
+            schema = schemathesis.openapi.from_url(f"{url.rstrip('/')}/api")
+            schema.config.update(base_url=url.rstrip("/"))
+            fuzz_operations(schema, max_examples=25, min_operations=8)
