@@ -356,17 +356,7 @@ class _BigIntersectsMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        messages: list[Message] = []
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        messages, body = await _read_body(receive)
         if len(body) > _BIG_BODY_BYTES:
             try:
                 replaced = await asyncio.to_thread(_stand_in_intersects, body)
@@ -379,12 +369,7 @@ class _BigIntersectsMiddleware:
                 headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
                 scope["headers"] = [*headers, (b"content-length", str(len(body)).encode())]
                 messages = [{"type": "http.request", "body": body, "more_body": False}]
-        pending = iter(messages)
-
-        async def replay() -> Message:
-            return next(pending, None) or await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, _replay(messages, receive), send)
 
 
 def _stand_in_intersects(body: bytes) -> tuple[bytes, tuple[Any, Any]] | None:
@@ -464,6 +449,19 @@ def _explicit_fields_query(query: str) -> str:
 
 
 async def _explicit_search_body(scope: Scope, receive: Receive) -> tuple[Scope, Receive]:
+    messages, body = await _read_body(receive, up_to=_BIG_BODY_BYTES)
+    complete = not messages[-1].get("more_body", False) and len(body) <= _BIG_BODY_BYTES
+    changed = _explicit_search(body) if complete else None
+    if changed is not None:
+        headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+        scope = {**scope, "headers": [*headers, (b"content-length", str(len(changed)).encode())]}
+        messages = [{"type": "http.request", "body": changed, "more_body": False}]
+    return scope, _replay(messages, receive)
+
+
+async def _read_body(receive: Receive, up_to: int | None = None) -> tuple[list[Message], bytes]:
+    """The request's messages and body as received, all of it or until more than
+    ``up_to`` bytes have come (the rest is left for :func:`_replay`'s caller)."""
     messages: list[Message] = []
     chunks: list[bytes] = []
     size = 0
@@ -474,22 +472,19 @@ async def _explicit_search_body(scope: Scope, receive: Receive) -> tuple[Scope, 
             break
         chunks.append(message.get("body", b""))
         size += len(chunks[-1])
-        if not message.get("more_body", False) or size > _BIG_BODY_BYTES:
+        if not message.get("more_body", False) or (up_to is not None and size > up_to):
             break
-    body = b"".join(chunks)
-    changed = None
-    if size <= _BIG_BODY_BYTES and messages[-1].get("type") == "http.request":
-        changed = _explicit_search(body)
-    if changed is not None:
-        headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
-        scope = {**scope, "headers": [*headers, (b"content-length", str(len(changed)).encode())]}
-        messages = [{"type": "http.request", "body": changed, "more_body": False}]
+    return messages, b"".join(chunks)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that gives ``messages`` again, then what ``receive`` still has."""
     pending = iter(messages)
 
     async def replay() -> Message:
         return next(pending, None) or await receive()
 
-    return scope, replay
+    return replay
 
 
 def _explicit_search(body: bytes) -> bytes | None:

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -785,9 +785,6 @@ def load_catalog_embedded(
     db_path = Path(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     catalog = read_catalog(catalog_dir)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{db_path.name}.", suffix=".tmp", dir=db_path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp_name)
     total = catalog.documents_fingerprint()
 
     def rows() -> Iterator[tuple[Any, ...]]:
@@ -802,7 +799,7 @@ def load_catalog_embedded(
             if row is not None:
                 yield row
 
-    try:
+    with _replacing(db_path) as tmp_path:
         conn = sqlite3.connect(tmp_path)
         try:
             conn.execute("PRAGMA journal_mode = OFF")
@@ -840,13 +837,6 @@ def load_catalog_embedded(
             n_rows = conn.execute("SELECT count(*) FROM items").fetchone()[0]
         finally:
             conn.close()
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, db_path)
-        _fsync_dir(db_path.parent)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
     seconds = time.perf_counter() - started
     logger.info(
         "embedded STAC index %s: %d collections, %d items in %.2fs",
@@ -881,10 +871,7 @@ def add_to_embedded_index(
         return load_catalog_embedded(db_path, catalog_dir)
     collection = read_document(collection_path)
     items = [{**read_document(path), "collection": collection["id"]} for path in item_paths]
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{db_path.name}.", suffix=".tmp", dir=db_path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp_name)
-    try:
+    with _replacing(db_path) as tmp_path:
         shutil.copyfile(db_path, tmp_path)
         conn = sqlite3.connect(tmp_path)
         try:
@@ -917,13 +904,6 @@ def add_to_embedded_index(
             ).fetchone()
         finally:
             conn.close()
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, db_path)
-        _fsync_dir(db_path.parent)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
     seconds = time.perf_counter() - started
     logger.info(
         "embedded STAC index %s: %d item(s) of %s added in %.3fs (%d items in all)",
@@ -934,6 +914,25 @@ def add_to_embedded_index(
         n_rows,
     )
     return CatalogLoad("embedded", n_collections, n_rows, fingerprint, seconds)
+
+
+@contextmanager
+def _replacing(db_path: Path) -> Iterator[Path]:
+    """A temporary file next to ``db_path`` to write the new index into; on success it
+    is synced and moved over ``db_path`` (readers see the old index or the new one,
+    never half of one), on any error removed (the old index stays)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{db_path.name}.", suffix=".tmp", dir=db_path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp_name)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, db_path)
+        _fsync_dir(db_path.parent)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
 
 
 def _fsync_dir(path: Path) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -443,6 +444,13 @@ def test_index_reads_are_thread_safe(built_index: EmbeddedIndex) -> None:
     assert errors == []
 
 
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    except FileNotFoundError:  # exited meanwhile
+        return ""
+
+
 def test_serve_runs_several_worker_processes(tmp_path: Path) -> None:
     """stac.workers = 2: two server processes share the port, the index is built once
     (before they start), and concurrent searches are all answered."""
@@ -450,9 +458,18 @@ def test_serve_runs_several_worker_processes(tmp_path: Path) -> None:
 
     build_test_catalog(tmp_path)
     with start(tmp_path, "embedded", workers=2) as server:
-        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
-        workers = [c for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
-        assert len(workers) == 2, children
+
+        def workers() -> list[str]:
+            children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text()
+            return [c for c in children.split() if "spawn_main" in _cmdline(c)]
+
+        # The first worker may answer the readiness check while the second still starts
+        # (seconds on a loaded machine).
+        deadline = time.monotonic() + 60
+        while len(workers()) < 2 or server.log_path.read_text().count("is up to date") < 2:
+            assert time.monotonic() < deadline, (workers(), server.log_path.read_text()[-2000:])
+            time.sleep(0.2)
+        assert len(workers()) == 2
 
         def search(_: int) -> int:
             return httpx.post(f"{server.url}/search", json={"limit": 5}, timeout=30).status_code
