@@ -335,14 +335,14 @@ _BIG_BODY_BYTES = 256 * 1024
 
 
 class _BigIntersectsMiddleware:
-    """Parse a big POST /search ``intersects`` off the event loop (embedded backend).
+    """Parse a big POST /search ``intersects`` off the event loop.
 
     stac-fastapi validates the POST body with pydantic on the event loop, ~1 s for a
     100 000-vertex polygon, and pydantic holds the GIL throughout, so even a thread
     does not help. Here the JSON and the geometry (shapely, which releases the GIL) are
     parsed in a worker thread; the app then sees the geometry's bounding box in its
-    place (cheap to validate) and the embedded client takes the real geometry from the
-    request scope.
+    place (cheap to validate) and each backend's client takes the real geometry from
+    the request scope (the embedded index searches it, pgstac gets its GeoJSON).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -621,8 +621,7 @@ def _harden(api: StacApi, settings: Settings) -> ASGIApp:
     if settings.stac.public_url:
         app.add_middleware(_PublicUrlMiddleware, public_url=settings.stac.public_url)
     app.state.twinmesh_settings = settings
-    if settings.stac.backend == "embedded":
-        app.add_middleware(_BigIntersectsMiddleware)
+    app.add_middleware(_BigIntersectsMiddleware)
     app.add_middleware(_SearchRequestMiddleware)
     rules = HttpRules(
         max_body_bytes=settings.stac.max_body_bytes,

@@ -41,6 +41,7 @@ from starlette.requests import Request
 
 from twinmesh.stac.api.assets import publish_assets
 from twinmesh.stac.api.embedded import (
+    BIG_INTERSECTS_KEY,
     CatalogLoad,
     bbox_geometry,
     parse_bbox,
@@ -101,6 +102,25 @@ def _bbox_as_intersects(bbox: Any) -> Geometry | None:
     return parse_geometry_obj(mapping(bbox_geometry((west, south, east, north))))
 
 
+def _send_raw_intersects(search_request: Any, raw: dict[str, Any]) -> None:
+    """Make pgstac get the request's real ``intersects`` (a big polygon parsed off the
+    event loop, see ``twinmesh.stac.api.app``) where the model holds its bounding box.
+
+    stac-fastapi-pgstac sends the model to pgstac as ``model_dump_json()``; the raw
+    GeoJSON goes into that JSON rather than into the model, since validating a 100 000
+    vertex geometry with pydantic takes a second and holds the GIL (it would stall
+    every other client, which is what the stand-in avoids).
+    """
+    dump = search_request.model_dump_json
+
+    def model_dump_json(**kwargs: Any) -> str:
+        data = orjson.loads(dump(**kwargs))
+        data["intersects"] = raw
+        return orjson.dumps(data).decode()
+
+    object.__setattr__(search_request, "model_dump_json", model_dump_json)
+
+
 #: Conformance classes of stac-fastapi-pgstac's extensions that twinmesh does not offer.
 _REFUSED_CONFORMANCE = re.compile(r"#query$|collection-search#(fields|filter|query|sort)$")
 
@@ -147,6 +167,9 @@ class TwinmeshPgstacClient(CoreCrudClient):
             search_request = search_request.model_copy(
                 update={"bbox": None, "intersects": geometry}
             )
+        big = request.scope.get(BIG_INTERSECTS_KEY)
+        if big is not None:
+            _send_raw_intersects(search_request, big[1])
         try:
             item_collection = await super()._search_base(search_request, request=request)
         except Exception as exc:
@@ -159,6 +182,13 @@ class TwinmeshPgstacClient(CoreCrudClient):
             raise InvalidQueryParameter(
                 f"token {token!r} is not a paging token of this API; follow the next link"
             ) from None
+        if big is not None:
+            # The next page's body would repeat the stand-in box: the client merges the
+            # token into its own request instead (STAC API paging), as on the embedded.
+            for link in item_collection.get("links", []):
+                if link.get("method") == "POST" and isinstance(link.get("body"), dict):
+                    link["body"] = {"token": link["body"].get("token")}
+                    link["merge"] = True
         base = str(get_base_url(request))
         for feature in item_collection.get("features", []):
             properties = feature.get("properties")

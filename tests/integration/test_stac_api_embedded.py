@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -56,82 +55,6 @@ class TestEmbeddedStacApi(StacApiContract):
     def stac_url(cls, data_dir: Path) -> Iterator[str]:
         with running_stac_server(data_dir, "embedded") as url:
             yield url
-
-    def test_a_big_intersects_does_not_stall_other_clients(
-        self, stac_url: str, http: httpx.Client
-    ) -> None:
-        """A 2.5 MB intersects polygon is parsed off the event loop: a client polling the
-        landing page meanwhile is not held up. The poller's p99 is printed (target 100 ms:
-        84 ms on an idle machine, 1152 ms before the fix) and compared with its p99 during
-        searches with a small polygon in the same run, so that load from other tests
-        cannot fail it. (Embedded only: stac-fastapi-pgstac validates the body with
-        pydantic on the event loop, ~1 s here.)"""
-        import math
-        import threading
-        import time
-
-        n = 100_000
-        ring = [
-            [
-                round(8 + 6 * math.cos(2 * math.pi * k / n), 6),
-                round(46 + 2 * math.sin(2 * math.pi * k / n), 6),
-            ]
-            for k in range(n)
-        ]
-        ring.append(ring[0])
-        body = orjson.dumps({"intersects": {"type": "Polygon", "coordinates": [ring]}, "limit": 5})
-        assert 2_000_000 < len(body) < 4_000_000
-        small = orjson.dumps(
-            {
-                "intersects": {"type": "Polygon", "coordinates": [ring[::5000] + [ring[0]]]},
-                "limit": 5,
-            }
-        )
-
-        def poller_p99_during(search_body: bytes) -> tuple[float, float]:
-            """The poller's p99 while three searches with this body run; a search's time."""
-            latencies: list[float] = []
-            stop = threading.Event()
-
-            def poll() -> None:
-                with httpx.Client(base_url=stac_url, timeout=30) as poller:
-                    while not stop.is_set():
-                        started = time.perf_counter()
-                        assert poller.get("/").status_code == 200
-                        latencies.append(time.perf_counter() - started)
-                        time.sleep(0.01)
-
-            thread = threading.Thread(target=poll)
-            thread.start()
-            durations = []
-            try:
-                time.sleep(0.3)
-                for _ in range(3):
-                    started = time.perf_counter()
-                    response = http.post(
-                        "/search", content=search_body, headers={"content-type": "application/json"}
-                    )
-                    durations.append(time.perf_counter() - started)
-                    assert response.status_code == 200, response.text[:300]
-                time.sleep(0.3)
-            finally:
-                stop.set()
-                thread.join()
-            latencies.sort()
-            return latencies[int(0.99 * (len(latencies) - 1))], sorted(durations)[1]
-
-        base_p99, _ = poller_p99_during(small)
-        p99, search = poller_p99_during(body)
-        print(
-            f"GET / p99 during 3 searches with a 2.5 MB intersects ({search * 1000:.0f} ms "
-            f"each): {p99 * 1000:.1f} ms (target 100 ms); with a small one: "
-            f"{base_p99 * 1000:.1f} ms"
-        )
-        # Blocked while a big body is parsed, the poller would wait about as long as a
-        # search (1152 ms before); other load on the machine raises both p99s alike.
-        # The margin covers the ~75 ms of GIL-held parsing (orjson, shapely) that CPU
-        # starvation by parallel tests stretches; a 1 s stall still fails it.
-        assert p99 < max(0.2, 4 * base_p99 + 0.1), (p99, base_p99, search)
 
     def test_a_literal_false_filter_matches_nothing(self, http: httpx.Client) -> None:
         """The issue's reproduction. (stac-fastapi-pgstac answers a 400 here: its GET
