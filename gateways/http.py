@@ -41,6 +41,8 @@ __all__ = [
     "read_json",
     "uvicorn_options",
     "document_statuses",
+    "declared_query_parameters",
+    "undeclared_query_parameters",
     "REQUEST_ID_HEADER",
 ]
 
@@ -113,6 +115,31 @@ async def read_json(
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ClientError(400, "BadRequest", f"the body is not valid JSON: {exc}") from None
+
+
+def declared_query_parameters(route: Any) -> frozenset[str]:
+    """The query parameter names a FastAPI route declares (its own and its
+    dependencies'), as a client spells them (aliases)."""
+    names: set[str] = set()
+    stack = [getattr(route, "dependant", None)]
+    while stack:
+        dependant = stack.pop()
+        if dependant is None:
+            continue
+        names.update(str(p.alias) for p in dependant.query_params)
+        stack.extend(dependant.dependencies)
+    return frozenset(names)
+
+
+def undeclared_query_parameters(request: Request) -> list[str]:
+    """The query parameters of ``request`` its matched FastAPI route does not declare,
+    sorted: the service answers them with a 400 naming them (a parameter it does not
+    implement is never silently ignored). Empty before routing (no route matched)."""
+    route = request.scope.get("route")
+    if route is None:
+        return []
+    declared = declared_query_parameters(route)
+    return sorted({name for name in request.query_params if name not in declared})
 
 
 class _Guard:

@@ -108,6 +108,10 @@ class OpenEOSettings(BaseModel):
     #: A process graph whose load_collection / load_stac would read more than this
     #: (bytes, from metadata) is refused before any data is read.
     max_load_bytes: int = Field(default=4 * 1024**3, gt=0)
+    #: A ``/result`` of at most this many bytes (in memory, before encoding) is computed
+    #: and encoded in memory and sent in one piece; a larger netCDF or Zarr result is
+    #: written chunk by chunk to a temporary file and streamed (bounded memory).
+    result_in_memory_bytes: int = Field(default=64 * 1024**2, ge=0)
     #: ``tcp://host:port`` of a dask.distributed scheduler to compute on (the scale
     #: path); dask threads in the service process when unset.
     dask_scheduler: str | None = None

@@ -21,10 +21,11 @@ import hmac
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Query
+from fastapi.exceptions import RequestValidationError
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -41,6 +42,7 @@ from twinmesh.gateways.http import (
     document_statuses,
     guard,
     read_json,
+    undeclared_query_parameters,
     uvicorn_options,
 )
 from twinmesh.openeo import batch
@@ -159,6 +161,50 @@ _ERROR_SCHEMA: dict[str, Any] = {
 }
 
 
+#: The paging parameters of the listing routes (openEO's ``limit``; ``offset`` is what
+#: this service's ``next`` links carry).
+_LIMIT = Query(None, ge=1, le=10_000, description="At most this many entries per page.")
+_OFFSET = Query(None, ge=0, description="Skip this many entries (the `next` link sets it).")
+_LOG_LEVELS = ("error", "warning", "info", "debug")
+
+
+async def _known_query_parameters(request: Request) -> None:
+    """Every route: a query parameter the route does not declare is a 400 naming it
+    (the declared ones are in the OpenAPI document), never silently ignored."""
+    unknown = undeclared_query_parameters(request)
+    if unknown:
+        route = request.scope.get("route")
+        takes = sorted(
+            p.alias for p in getattr(getattr(route, "dependant", None), "query_params", [])
+        )
+        raise OpenEOError(
+            400,
+            "ParameterUnsupported",
+            f"query parameter {', '.join(repr(u) for u in unknown)} is not supported on "
+            f"{request.method} {getattr(route, 'path', request.url.path)}; it takes "
+            f"{', '.join(takes) if takes else 'no query parameters'}",
+        )
+
+
+def _page(
+    items: list[Any], limit: int | None, offset: int | None, href: str
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """One page of ``items`` and its links (a ``next`` link when more follow)."""
+    start = offset or 0
+    end = len(items) if limit is None else start + limit
+    links: list[dict[str, Any]] = []
+    if end < len(items):
+        next_href = f"{href}?limit={limit}&offset={end}"
+        links.append({"rel": "next", "href": next_href, "type": "application/json"})
+    return items[start:end], links
+
+
+class _LargeFileResponse(FileResponse):
+    """A result file sent in 1 MiB pieces (Starlette's default is 64 KiB)."""
+
+    chunk_size = 1024 * 1024
+
+
 def _openeo_statuses(path: str, method: str) -> list[str]:
     """What any openEO operation here can answer besides its success."""
     statuses = ["400", "401", "403", "404", "500"]
@@ -183,6 +229,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
         openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(_known_query_parameters)],
     )
 
     async def off_loop(fn: Any, *args: Any) -> Any:
@@ -200,6 +247,19 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
         from twinmesh.gateways.http import request_id
 
         return error_response(exc.status, exc.code, exc.message, request_id(request))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_parameter(request: Request, exc: RequestValidationError) -> Response:
+        from twinmesh.gateways.http import request_id
+
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e.get('loc', ())[1:]) or 'request'}: "
+            f"{e.get('msg', 'invalid')}"
+            for e in exc.errors()
+        )
+        return error_response(
+            400, "ParameterInvalid", f"invalid parameter: {problems}", request_id(request)
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -289,12 +349,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
 
     # -- data and processes ---------------------------------------------------------------
     @app.get("/collections")
-    async def collections() -> Response:
+    async def collections(limit: int | None = _LIMIT, offset: int | None = _OFFSET) -> Response:
         def build() -> dict[str, Any]:
-            refs = cube_refs(engine)
+            refs, links = _page(cube_refs(engine), limit, offset, f"{base}/collections")
             return {
                 "collections": [collection_document(engine, r, base, full=False) for r in refs],
-                "links": [{"rel": "self", "href": f"{base}/collections"}],
+                "links": [{"rel": "self", "href": f"{base}/collections"}, *links],
             }
 
         return _json(await off_loop(build))
@@ -307,9 +367,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
         return _json(await off_loop(build))
 
     @app.get("/processes")
-    async def processes() -> Response:
+    async def processes(limit: int | None = _LIMIT, offset: int | None = _OFFSET) -> Response:
         specs = await off_loop(process_specs)
-        return _json({"processes": list(specs.values()), "links": []})
+        page, links = _page(list(specs.values()), limit, offset, f"{base}/processes")
+        return _json({"processes": page, "links": links})
 
     def _process_of(body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -342,15 +403,29 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
         process = _process_of(body)
         _unsupported(body, {"process", "budget", "plan", "log_level", "title", "description"})
 
-        def compute() -> tuple[str, str]:
-            from twinmesh.openeo.encode import encode_to_file, media_type
-            from twinmesh.openeo.graphs import run_graph
+        def compute() -> tuple[Any, str]:
+            from twinmesh.openeo.encode import encode_result, media_type
+            from twinmesh.openeo.graphs import Saved, run_graph
 
-            saved = run_graph(process, context(), scheduler_address=settings.openeo.dask_scheduler)
-            return encode_to_file(saved), media_type(saved.format)
+            def finish(saved: Saved) -> tuple[Any, str]:
+                encoded = encode_result(
+                    saved, in_memory_bytes=settings.openeo.result_in_memory_bytes
+                )
+                return encoded, media_type(saved.format)
 
-        path, media = await off_loop(compute)
-        return FileResponse(path, media_type=media, background=BackgroundTask(os.unlink, path))
+            return run_graph(  # type: ignore[no-any-return]
+                process,
+                context(),
+                scheduler_address=settings.openeo.dask_scheduler,
+                finish=finish,
+            )
+
+        encoded, media = await off_loop(compute)
+        if encoded.body is not None:
+            return Response(encoded.body, media_type=media)
+        return _LargeFileResponse(
+            encoded.path, media_type=media, background=BackgroundTask(os.unlink, encoded.path)
+        )
 
     @app.post("/validation")
     async def validation(request: Request) -> Response:
@@ -393,14 +468,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
         return out
 
     @app.get("/jobs")
-    async def list_jobs(request: Request) -> Response:
+    async def list_jobs(
+        request: Request, limit: int | None = _LIMIT, offset: int | None = _OFFSET
+    ) -> Response:
         user = auth.user_of(request)
 
         def build() -> dict[str, Any]:
-            return {
-                "jobs": [_job_json(d, full=False) for d in docs.list(user)],
-                "links": [],
-            }
+            page, links = _page(docs.list(user), limit, offset, f"{base}/jobs")
+            return {"jobs": [_job_json(d, full=False) for d in page], "links": links}
 
         return _json(await off_loop(build))
 
@@ -412,9 +487,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
         _unsupported(body, {"process", "title", "description", "plan", "budget", "log_level"})
 
         def create() -> dict[str, Any]:
-            from twinmesh.openeo.graphs import check_graph
+            from twinmesh.openeo.graphs import check_load_sizes
 
-            check_graph(process)
+            check_load_sizes(process, context())
             twin = batch.graph_twin(process, engine, base)
             return docs.create(user, body, twin)
 
@@ -445,9 +520,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
             ):
                 raise OpenEOError(400, "JobLocked", f"job {job_id} is queued or running")
             if "process" in body:
-                from twinmesh.openeo.graphs import check_graph
+                from twinmesh.openeo.graphs import check_load_sizes
 
-                check_graph(_process_of(body))
+                check_load_sizes(_process_of(body), context())
                 doc["twin"] = batch.graph_twin(body["process"], engine, base)
             for key in ("process", "title", "description", "plan", "budget"):
                 if key in body:
@@ -480,6 +555,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
             core = _core(doc)
             if core is not None and core.status in (JobStatus.ACCEPTED, JobStatus.RUNNING):
                 return  # already queued or running: nothing to do (openEO: 202)
+            from twinmesh.openeo.graphs import check_load_sizes
+
+            # The limit may have changed since the job was created.
+            check_load_sizes(doc["process"], context())
             fmt = _save_format(doc["process"])
             job = engine.submit(
                 doc["twin"],
@@ -515,7 +594,17 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
         return Response(status_code=204)
 
     @app.get("/jobs/{job_id}/logs")
-    async def job_logs(job_id: str, request: Request) -> Response:
+    async def job_logs(
+        job_id: str,
+        request: Request,
+        offset: str | None = Query(
+            None, description="The id of the last log entry received: only later ones."
+        ),
+        level: Literal["error", "warning", "info", "debug"] | None = Query(
+            None, description="The lowest level of the entries returned (default: all)."
+        ),
+        limit: int | None = _LIMIT,
+    ) -> Response:
         user = auth.user_of(request)
 
         def build() -> dict[str, Any]:
@@ -533,7 +622,25 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
                 )
             elif core is not None and core.message:
                 logs.append({"id": "status", "level": "info", "message": core.message})
-            return {"logs": logs, "links": []}
+            if offset is not None:
+                ids = [entry["id"] for entry in logs]
+                if offset not in ids:
+                    raise OpenEOError(
+                        400,
+                        "ParameterInvalid",
+                        f"offset {offset!r} names no log entry of job {job_id}",
+                    )
+                logs = logs[ids.index(offset) + 1 :]
+            lowest = level or "debug"
+            logs = [e for e in logs if _LOG_LEVELS.index(e["level"]) <= _LOG_LEVELS.index(lowest)]
+            links: list[dict[str, Any]] = []
+            if limit is not None and len(logs) > limit:
+                logs = logs[:limit]
+                query = f"offset={logs[-1]['id']}&limit={limit}" + (
+                    f"&level={level}" if level else ""
+                )
+                links.append({"rel": "next", "href": f"{base}/jobs/{job_id}/logs?{query}"})
+            return {"level": lowest, "logs": logs, "links": links}
 
         return _json(await off_loop(build))
 
@@ -563,11 +670,32 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
         return names
 
     @app.get("/jobs/{job_id}/results")
-    async def job_results(job_id: str, request: Request) -> Response:
+    async def job_results(
+        job_id: str,
+        request: Request,
+        partial: bool = Query(
+            False,
+            description="Answer also for a job that has not finished (no assets yet), "
+            "with its status in openeo:status.",
+        ),
+    ) -> Response:
         user = auth.user_of(request)
 
         def build() -> dict[str, Any]:
             doc = docs.get(job_id, user)
+            if partial:
+                status = batch.job_status(doc, _core(doc))
+                if status != "finished":
+                    return {
+                        "stac_version": "1.0.0",
+                        "type": "Feature",
+                        "id": job_id,
+                        "geometry": None,
+                        "properties": {"datetime": None, "title": doc.get("title")},
+                        "openeo:status": status,
+                        "assets": {},
+                        "links": [{"rel": "self", "href": f"{base}/jobs/{job_id}/results"}],
+                    }
             core = _finished(doc)
             twin = engine.twin(doc["twin"])
             w, s, e, n = twin.bbox
@@ -601,6 +729,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
                     "description": doc.get("description"),
                     "twinmesh:core_job": core.id,
                 },
+                "openeo:status": "finished",
                 "assets": assets,
                 "links": [
                     {
@@ -682,7 +811,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
         return f"{engine.store.root}/openeo/process_graphs/{user_key}/{pg_id}.json"
 
     @app.get("/process_graphs")
-    async def list_process_graphs(request: Request) -> Response:
+    async def list_process_graphs(
+        request: Request, limit: int | None = _LIMIT, offset: int | None = _OFFSET
+    ) -> Response:
         user = auth.user_of(request)
 
         def build() -> dict[str, Any]:
@@ -696,7 +827,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
                 with engine.store.fs.open(name, "rb") as fh:
                     doc = orjson.loads(fh.read())
                 out.append({k: v for k, v in doc.items() if k != "process_graph"})
-            return {"processes": out, "links": []}
+            page, links = _page(out, limit, offset, f"{base}/process_graphs")
+            return {"processes": page, "links": links}
 
         return _json(await off_loop(build))
 

@@ -3,6 +3,8 @@ datacube extension (``cube:dimensions`` with extents, steps and band names)."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +16,7 @@ from twinmesh.core.engine import Engine
 from twinmesh.core.twin import DatasetInfo, Twin
 from twinmesh.openeo.errors import OpenEOError
 
-__all__ = ["CubeRef", "cube_refs", "cube_ref", "collection_document", "GRID_DIMS"]
+__all__ = ["CubeRef", "cube_refs", "cube_ref", "open_cube", "collection_document", "GRID_DIMS"]
 
 GRID_DIMS = ("t", "y", "x")
 _DATACUBE_EXT = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
@@ -43,17 +45,55 @@ def cube_refs(engine: Engine) -> list[CubeRef]:
     return refs
 
 
-def cube_ref(engine: Engine, collection_id: str) -> CubeRef:
-    """The collection ``collection_id``, or CollectionNotFound naming those there are."""
+def open_cube(engine: Engine, collection_id: str) -> tuple[CubeRef, xr.Dataset]:
+    """The collection ``collection_id`` and its cube opened (lazily), or
+    CollectionNotFound naming those there are. Opens only that cube (a request pays
+    for one open, not one per dataset of every twin)."""
+    for twin_id in engine.store.twin_ids():
+        if not collection_id.startswith(f"{twin_id}-"):
+            continue
+        twin = engine.twin(twin_id)
+        for ds in twin.datasets:
+            if f"{twin.id}-{ds.id}" != collection_id:
+                continue
+            if not engine.store.has_dataset(twin.id, ds.id):
+                continue
+            cube = _opened(engine, twin.id, ds.id)
+            if all(d in cube.dims for d in GRID_DIMS):
+                return CubeRef(collection_id, twin, ds), cube
     refs = cube_refs(engine)
-    for ref in refs:
-        if ref.id == collection_id:
-            return ref
     raise OpenEOError(
         404,
         "CollectionNotFound",
         f"no collection {collection_id!r}; the collections are: {', '.join(r.id for r in refs)}",
     )
+
+
+#: Cubes opened lately, by their live version's path: a request reuses the lazy
+#: Dataset (its metadata read once) until a new version goes live.
+_OPENED: OrderedDict[tuple[int, str], xr.Dataset] = OrderedDict()
+_OPENED_LOCK = threading.Lock()
+_OPENED_MAX = 32
+
+
+def _opened(engine: Engine, twin_id: str, dataset_id: str) -> xr.Dataset:
+    key = (id(engine.store), engine.store.version_path(twin_id, dataset_id))
+    with _OPENED_LOCK:
+        cube = _OPENED.get(key)
+        if cube is not None:
+            _OPENED.move_to_end(key)
+            return cube
+    cube = engine.store.open(twin_id, dataset_id)
+    with _OPENED_LOCK:
+        _OPENED[key] = cube
+        while len(_OPENED) > _OPENED_MAX:
+            _OPENED.popitem(last=False)
+    return cube
+
+
+def cube_ref(engine: Engine, collection_id: str) -> CubeRef:
+    """The collection ``collection_id``, or CollectionNotFound naming those there are."""
+    return open_cube(engine, collection_id)[0]
 
 
 def _iso(value: Any) -> str:

@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,15 @@ from twinmesh.core.results import jsonable
 from twinmesh.openeo.errors import OpenEOError
 from twinmesh.openeo.graphs import OUTPUT_FORMATS, Saved
 
-__all__ = ["encode_to_file", "as_dataset", "media_type", "band_order", "BANDS_ATTR"]
+__all__ = [
+    "encode_to_file",
+    "encode_result",
+    "Encoded",
+    "as_dataset",
+    "media_type",
+    "band_order",
+    "BANDS_ATTR",
+]
 
 #: Dataset attribute keeping a cube's band order through Zarr and netCDF.
 BANDS_ATTR = "openeo_bands"
@@ -76,12 +85,50 @@ def _tmp(suffix: str) -> str:
     return path
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """An encoded result: in memory (``body``) or in a temporary file (``path``, which
+    the caller removes)."""
+
+    body: bytes | memoryview | None = None
+    path: str | None = None
+
+
+def encode_result(saved: Saved, *, in_memory_bytes: int) -> Encoded:
+    """``saved`` (lazy or computed) in its format. A netCDF result of at most
+    ``in_memory_bytes`` is computed and encoded in memory (h5netcdf, as
+    ``xarray.Dataset.to_netcdf()`` to bytes); a larger netCDF or Zarr result is written
+    to a temporary file chunk by chunk by dask, so it is never in memory at once. Call
+    it inside run_graph's ``finish`` (the graph's scheduler)."""
+    data = saved.data
+    cube = isinstance(data, xr.DataArray | xr.Dataset)
+    if cube and saved.format in ("netCDF", "ZARR") and data.nbytes > in_memory_bytes:
+        return Encoded(path=encode_to_file(saved))
+    if hasattr(data, "compute"):
+        data = data.compute()
+    if cube and saved.format == "netCDF":
+        return Encoded(body=as_dataset(data).to_netcdf(engine="h5netcdf"))
+    return Encoded(path=encode_to_file(Saved(data, saved.format, saved.options)))
+
+
+def _uniform_chunks(ds: xr.Dataset) -> xr.Dataset:
+    """Zarr wants equal chunks along a dimension (a shorter last one allowed); a lazy
+    selection may start with a short chunk."""
+    if not ds.chunks:
+        return ds
+    ds = ds.unify_chunks()
+    return ds.chunk({dim: max(sizes) for dim, sizes in ds.chunks.items()})
+
+
 def encode_to_file(saved: Saved) -> str:
     """Write ``saved`` in its format to a new temporary file; returns its path (the
-    caller removes it). A result the format cannot hold is FormatUnsuitable."""
+    caller removes it). A result the format cannot hold is FormatUnsuitable. A lazy
+    netCDF or Zarr result is written chunk by chunk; other formats are computed first."""
     fmt, data = saved.format, saved.data
     suffix = OUTPUT_FORMATS[fmt][1]
     cube = isinstance(data, xr.DataArray | xr.Dataset)
+    if fmt not in ("netCDF", "ZARR") and hasattr(data, "compute"):
+        data = data.compute()
     if fmt == "JSON":
         path = _tmp(suffix)
         doc = as_dataset(data).to_dict(data="list") if cube else data
@@ -97,14 +144,20 @@ def encode_to_file(saved: Saved) -> str:
         )
     if fmt == "netCDF":
         path = _tmp(suffix)
-        as_dataset(data).to_netcdf(path, engine="h5netcdf")
+        try:
+            as_dataset(data).to_netcdf(path, engine="h5netcdf")
+        except BaseException:
+            os.unlink(path)
+            raise
         return path
     if fmt == "ZARR":
         # Written as a folder, then zipped (a ZipStore written in place gets duplicate
         # entries when xarray rewrites metadata); open with zarr.storage.ZipStore.
         folder = tempfile.mkdtemp(prefix="twinmesh-openeo-")
         try:
-            as_dataset(data).to_zarr(folder, zarr_format=3, consolidated=False, mode="w")
+            _uniform_chunks(as_dataset(data)).to_zarr(
+                folder, zarr_format=3, consolidated=False, mode="w"
+            )
             path = _tmp(suffix)
             with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
                 for root, _dirs, files in os.walk(folder):

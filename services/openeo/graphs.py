@@ -30,7 +30,7 @@ import xarray as xr
 from twinmesh.core.capabilities import CAPABILITIES
 from twinmesh.core.engine import Engine
 from twinmesh.core.results import OutputKind
-from twinmesh.openeo.collections import GRID_DIMS, bands_of, cube_ref
+from twinmesh.openeo.collections import GRID_DIMS, bands_of, open_cube
 from twinmesh.openeo.errors import OpenEOError
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "GraphContext",
     "Saved",
     "run_graph",
+    "check_load_sizes",
     "process_specs",
     "twin_process_id",
     "scheduler",
@@ -140,7 +141,13 @@ def _context() -> GraphContext:
 # -- twinmesh's own processes --------------------------------------------------------
 def _as_cube(ds: xr.Dataset, bands: list[str]) -> xr.DataArray:
     """A Dataset's bands as one DataArray with a ``bands`` dimension (openEO's model)."""
-    da = ds[bands].to_dataarray(dim="bands").transpose("bands", *GRID_DIMS)
+    if len(bands) == 1:
+        # One band: a new axis is a view (to_dataarray would stack, a copy per chunk).
+        da = ds[bands[0]].expand_dims(bands=list(bands)).rename(None)
+        da.encoding = {}
+    else:
+        da = ds[bands].to_dataarray(dim="bands")
+    da = da.transpose("bands", *GRID_DIMS)
     da = da.drop_vars([c for c in da.coords if c not in ("bands", *GRID_DIMS)])
     da.attrs = {}
     return da.rio.write_crs("EPSG:4326").rio.set_spatial_dims(x_dim="x", y_dim="y")
@@ -249,8 +256,7 @@ def load_collection(
             "ProcessParameterUnsupported",
             "load_collection: filtering by metadata properties is not supported here",
         )
-    ref = cube_ref(ctx.engine, str(id))
-    ds = ctx.engine.store.open(ref.twin.id, ref.dataset.id)
+    ref, ds = open_cube(ctx.engine, str(id))
     available = bands_of(ds, ref.dataset)
     chosen = list(bands) if bands else available
     unknown = [b for b in chosen if b not in available]
@@ -588,11 +594,34 @@ def _check_ids(graph: dict[str, Any], specs: dict[str, Any]) -> None:
         )
 
 
+_POOL: Any = None
+_POOL_LOCK = threading.Lock()
+
+
+def _thread_pool() -> Any:
+    """One pool of as many threads as there are cores for every graph of the process.
+
+    dask's threaded scheduler, called from a thread other than the main one (a request's
+    worker thread), makes a pool per calling thread with Python's default size (cores +
+    4): 6 threads on 2 cores, and more with every thread calling. Each holds a chunk and
+    its temporaries in memory, so the peak grows with them; one shared pool bounds the
+    chunks in flight to the cores, for concurrent requests too."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            from dask.system import CPU_COUNT
+            from dask.threaded import ContextAwareThreadPoolExecutor
+
+            _POOL = ContextAwareThreadPoolExecutor(CPU_COUNT, thread_name_prefix="openeo-dask")
+        return _POOL
+
+
 @contextlib.contextmanager
 def scheduler(address: str | None) -> Iterator[Any]:
-    """Where dask computes: a dask.distributed scheduler at ``address``, else threads."""
+    """Where dask computes: a dask.distributed scheduler at ``address``, else threads
+    (one pool per process, see :func:`_thread_pool`)."""
     if not address:
-        with dask.config.set(scheduler="threads"):
+        with dask.config.set(scheduler="threads", pool=_thread_pool()):
             yield None
         return
     from distributed import Client
@@ -675,11 +704,45 @@ def _readers(graph: dict[str, Any], node_id: str) -> list[str]:
     return [nid for nid, n in graph.items() if isinstance(n, dict) and reads(n.get("arguments"))]
 
 
+#: The processes that read data: their size is known before anything is read.
+_LOADS = ("load_collection", "load_stac")
+
+
+def check_load_sizes(process: dict[str, Any], ctx: GraphContext) -> None:
+    """Refuse (400 ProcessGraphComplexity) a graph whose loads would read more than
+    ``ctx.max_load_bytes``, from metadata only: each load of the graph (filters that
+    follow it folded in) is run alone, lazily, which opens its cube and counts the
+    selection's bytes without reading them. For a batch job at submit and at start, so
+    the client hears it then and not from the worker. A load whose arguments come from
+    a parameter is checked when the graph runs."""
+    check_graph(process)
+    graph = push_down_filters(process)["process_graph"]
+    for node_id, node in graph.items():
+        if not isinstance(node, dict) or node.get("process_id") not in _LOADS:
+            continue
+        if _references(node.get("arguments") or {}):
+            continue
+        alone = check_graph({"process_graph": {node_id: {**node, "result": True}}})
+        _local.context = ctx
+        try:
+            alone.to_callable(process_registry=_registry())()
+        finally:
+            _local.context = None
+
+
 def run_graph(
-    process: dict[str, Any], ctx: GraphContext, *, scheduler_address: str | None = None
-) -> Saved:
+    process: dict[str, Any],
+    ctx: GraphContext,
+    *,
+    scheduler_address: str | None = None,
+    finish: Callable[[Saved], Any] | None = None,
+) -> Any:
     """Run a process graph to its result (computed), with the format ``save_result``
-    chose (netCDF for a datacube, JSON otherwise, when the graph has none)."""
+    chose (netCDF for a datacube, JSON otherwise, when the graph has none).
+
+    With ``finish``, the result stays lazy and ``finish(saved)`` materializes it on the
+    same scheduler (e.g. writes it chunk by chunk to a file, so a result larger than
+    memory never is in memory at once); run_graph returns what ``finish`` returns."""
     check_graph(process)
     graph = check_graph(push_down_filters(process))
     _local.context = ctx
@@ -687,12 +750,13 @@ def run_graph(
         with scheduler(scheduler_address):
             value = graph.to_callable(process_registry=_registry())()
             saved = value if isinstance(value, Saved) else Saved(value, "")
-            data = saved.data
-            if hasattr(data, "compute"):
-                data = data.compute()
-        if not saved.format:
-            saved.format = "netCDF" if isinstance(data, xr.DataArray | xr.Dataset) else "JSON"
-        saved.data = data
+            if not saved.format:
+                cube = isinstance(saved.data, xr.DataArray | xr.Dataset)
+                saved.format = "netCDF" if cube else "JSON"
+            if finish is not None:
+                return finish(saved)
+            if hasattr(saved.data, "compute"):
+                saved.data = saved.data.compute()
         return saved
     finally:
         _local.context = None
