@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,23 +37,6 @@ def _flower(ctx: typer.Context) -> Any:
     from twinmesh.federation.launcher import FlowerEnv
 
     return FlowerEnv(_settings(ctx).federation.flower_env)
-
-
-#: A training whose Flower run the SuperLink lost is resumed at most this often.
-_MAX_RESUMES = 3
-
-
-def _node_names_file(settings: Settings, superlink: str) -> Path:
-    """Node id -> partner name of one SuperLink, kept across runs."""
-    name = re.sub(r"[^0-9A-Za-z.-]", "_", superlink)
-    return settings.data_dir / "federation" / f"nodes-{name}.json"
-
-
-def _checkpoint_rounds(out_dir: Path) -> int:
-    try:
-        return int(json.loads((out_dir / "checkpoint.json").read_text())["rounds_done"])
-    except (OSError, ValueError, KeyError):
-        return 0
 
 
 def _need_security(insecure: bool, certs: Path | None) -> None:
@@ -191,6 +172,9 @@ def run(
     ] = "fedprox",
     proximal_mu: Annotated[float, typer.Option(help="FedProx's proximal weight.")] = 0.1,
     local_steps: Annotated[int, typer.Option(min=1, help="Local Adam steps per round.")] = 300,
+    learning_rate: Annotated[
+        float, typer.Option(min=1e-6, help="Adam's step size at the nodes.")
+    ] = 0.02,
     min_nodes: Annotated[int, typer.Option(min=1, help="Fewer nodes fail the run.")] = 2,
     deadline: Annotated[
         float | None, typer.Option(help="Seconds until the watchdog stops the run.")
@@ -201,93 +185,54 @@ def run(
     certs: Annotated[Path | None, _TLS_DIR] = None,
 ) -> None:
     """Train the model across the connected SuperNodes and register it (prints JSON)."""
-    from twinmesh.core.engine import Engine
-    from twinmesh.federation.launcher import submit_run, wait_for_run, write_cli_config
-    from twinmesh.federation.registry import register_run
-    from twinmesh.stac.models import model_item_id
-    from twinmesh.stac.results import publish_catalog
+    from twinmesh.federation.training import TrainingRequest, train
 
     _need_security(insecure, certs)
-    settings = _settings(ctx)
-    fed = settings.federation
-    deadline_s = deadline or fed.deadline_seconds
-    out_dir = (out or Path(tempfile.mkdtemp(prefix="twinmesh-run-"))).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    home = out_dir / "flwr-cli"
-    write_cli_config(home, superlink, None if insecure or certs is None else certs / "ca.crt")
-    flower = _flower(ctx)
-    config: dict[str, Any] = {
-        "num-server-rounds": rounds,
-        "strategy": strategy,
-        "proximal-mu": proximal_mu,
-        "local-steps": local_steps,
-        "min-nodes": min_nodes,
-        "round-timeout": fed.round_timeout_seconds,
-        "out-dir": str(out_dir),
-        "node-names": str(_node_names_file(settings, superlink)),
-    }
-    ends = time.monotonic() + deadline_s
-    attempt = 0
-    while True:
-        left = max(ends - time.monotonic(), 1.0)
-        config.update({"deadline": left, "resume": attempt > 0})
-        run_id = submit_run(flower, home, config)
-        typer.echo(f"submitted Flower run {run_id}; waiting (deadline {left:.0f} s)", err=True)
-        outcome = wait_for_run(flower, home, run_id, out_dir, deadline_s=left + 30)
-        lost = outcome.summary.get("status") == "running"  # the ServerApp died unfinished
-        if outcome.completed or not lost or attempt >= _MAX_RESUMES:
-            break
-        if time.monotonic() > ends:
-            break
-        # The ServerApp lives in the SuperLink's process tree: a SuperLink killed mid-run
-        # takes it along. Once the SuperLink is back (same --database), the training goes
-        # on from the last finished round's checkpoint in a new Flower run.
-        done = _checkpoint_rounds(out_dir)
-        typer.echo(
-            f"Flower run {run_id} ended unfinished ({outcome.reason or outcome.flower_status}); "
-            f"resuming after round {done} in a new run",
-            err=True,
-        )
-        attempt += 1
-    for d in outcome.summary.get("dropped", []):
-        typer.echo(
-            f"round {d['round']}: node {d['node']} ({d['partner']}) dropped: no {d['stage']} reply",
-            err=True,
-        )
-    if not outcome.completed:
-        typer.echo(
-            json.dumps({"run": run_id, "status": "failed", "reason": outcome.reason}, indent=2)
-        )
+    result = train(
+        _settings(ctx),
+        TrainingRequest(
+            superlink=superlink,
+            twins=twin or ["delaware"],
+            rounds=rounds,
+            strategy=strategy,
+            proximal_mu=proximal_mu,
+            local_steps=local_steps,
+            learning_rate=learning_rate,
+            min_nodes=min_nodes,
+            deadline_s=deadline,
+            out=out,
+            approve=approve,
+            certs=certs,
+            insecure=insecure,
+        ),
+        say=lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(json.dumps(result.report, indent=2))
+    if not result.completed:
         raise typer.Exit(1)
-    engine = Engine(settings)
+
+
+@federation_app.command("retrain-check")
+def retrain_check(
+    ctx: typer.Context,
+    twin: Annotated[str, typer.Argument(help="The twin whose recent skill is checked.")],
+    submit: Annotated[
+        bool, typer.Option("--submit", help="Also submit the retraining job when it is due.")
+    ] = False,
+) -> None:
+    """Print the current model's skill on the twin's recent observations and what the
+    retraining trigger decides (JSON); with --submit, act on it as the trigger does."""
+    from twinmesh.core.engine import Engine
+    from twinmesh.core.retraining import RetrainTrigger
+
+    engine = Engine(_settings(ctx))
     try:
-        versions = register_run(
-            engine, twin or ["delaware"], out_dir, outcome.summary, approve=approve
-        )
-        # Each new version is an item (MLM extension) of the twin's models collection.
-        publish_catalog(settings, engine)
+        trigger = RetrainTrigger(engine, threaded=False)
+        twin_doc = engine.twin(twin)
+        decision = trigger.decide(twin_doc) if submit else trigger.evaluate(twin_doc)
     finally:
         engine.close()
-    s = outcome.summary
-    typer.echo(
-        json.dumps(
-            {
-                "run": run_id,
-                "status": "completed",
-                "rounds": s["rounds"],
-                "strategy": s["strategy"],
-                "partners": s["partners"],
-                "validation": s["validation"],
-                "dropped": s.get("dropped", []),
-                "resumed_after_round": s.get("resumed_after_round"),
-                "seconds_per_round": s["seconds_per_round"],
-                "registered": [v.ref for v in versions],
-                "stac_items": [model_item_id(v) for v in versions],
-                "out": str(out_dir),
-            },
-            indent=2,
-        )
-    )
+    typer.echo(json.dumps(decision.to_dict(), indent=2))
 
 
 @federation_app.command("certs")

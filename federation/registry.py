@@ -50,10 +50,17 @@ def _day(n: int) -> str:
 
 
 def register_run(
-    engine: Engine, twin_ids: list[str], out_dir: Path, summary: Mapping[str, Any], *, approve: bool
+    engine: Engine,
+    twin_ids: list[str],
+    out_dir: Path,
+    summary: Mapping[str, Any],
+    *,
+    approve: bool,
+    trigger: Mapping[str, Any] | None = None,
 ) -> list[ModelVersion]:
     """Register the run's model as a new version of each twin, with its provenance:
-    rounds, partners and their samples, validation skill per partner, app hash."""
+    rounds, partners and their samples, validation skill per partner, app hash; and when
+    the retraining trigger started it, the skill, threshold and window that did."""
     with np.load(out_dir / "model.npz") as data:
         arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
     parameters = parameters_from_model(arrays)
@@ -84,10 +91,21 @@ def register_run(
         settings[f"validation_nse.{partner}"] = round(float(v["nse"]), 4)
         settings[f"validation_kge.{partner}"] = round(float(v["kge"]), 4)
         settings[f"validation_period.{partner}"] = f"{_day(v['first_day'])}/{_day(v['last_day'])}"
+    if trigger is not None:
+        for key in ("skill_nse", "threshold_nse", "window", "observations", "model_version"):
+            value = trigger.get(key)
+            if isinstance(value, int | float | str | bool):
+                settings[f"trigger.{key}"] = value
     dropped = summary.get("dropped", [])
+    why = (
+        f" Retraining triggered: {trigger.get('reason', 'skill below the threshold')}."
+        if trigger is not None
+        else ""
+    )
     provenance = {
         "training_data": [{"dataset": f"partner:{p}"} for p in sorted(summary["partners"])],
-        "method": "federated training with Flower (deployment engine)",
+        "method": "federated training with Flower (deployment engine)"
+        + (", retraining triggered by the skill on recent observations" if trigger else ""),
         "federated": {
             "rounds": int(summary["rounds"]),
             "partners": {p: int(n) for p, n in summary["partners"].items()},
@@ -97,6 +115,7 @@ def register_run(
         "notes": (
             f"Flower run {summary.get('run')}; partners kept their data on site. "
             + (f"Nodes dropped: {dropped}." if dropped else "No node dropped.")
+            + why
         ),
     }
     return [

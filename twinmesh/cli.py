@@ -539,6 +539,12 @@ def events_ingest(
             f"{c.region}: flood level {c.before} -> {c.after} ({c.value_m3s:g} m3/s at "
             f"{c.location}, {c.observed:%Y-%m-%d}); warnings re-issued as a job"
         )
+    # Skill on the recent observations below the threshold: a federated retraining job.
+    from twinmesh.core.retraining import RetrainTrigger
+
+    retrain = RetrainTrigger(engine, threaded=False).after_ingest(twin_doc, report.events)
+    if retrain is not None and retrain.action != "not-eligible":
+        console.print(f"retraining: {retrain.action}: {retrain.message}")
 
 
 @events_app.command("tail")

@@ -159,6 +159,28 @@ class FederationSettings(BaseModel):
     #: Retraining trigger: a federated model whose validation NSE on recent
     #: observations falls below this starts a new run.
     retrain_below_nse: float = 0.5
+    #: Recent = the discharge observations of the last this many days before the
+    #: twin's newest one.
+    retrain_window_days: int = Field(default=60, ge=1, le=3650)
+    #: Fewer observations in the window (on days the model can simulate) decide nothing.
+    retrain_min_observations: int = Field(default=20, ge=2)
+    #: Twins whose current model is of one of these kinds are retrained by federation.
+    retrain_model_kinds: list[str] = Field(default_factory=lambda: ["federated-mlp"])
+    #: Twins retrained by federation whatever their current model's kind (opt-in).
+    retrain_twins: list[str] = Field(default_factory=list)
+    #: After a triggered retraining, the twin's next one waits at least this long.
+    retrain_debounce_seconds: float = Field(default=3600.0, ge=0)
+    #: Rounds and minimum nodes of a triggered retraining run.
+    retrain_rounds: int = Field(default=3, ge=1)
+    retrain_min_nodes: int = Field(default=2, ge=1)
+    #: The SuperLink (HOST:PORT) a triggered retraining runs against; unset: no
+    #: retraining is triggered (the check still reports the skill).
+    superlink: str | None = None
+    #: Directory of `twinmesh federation certs` (TLS); unset with ``insecure`` false:
+    #: a retraining job fails and says so.
+    certs: Path | None = None
+    #: Development only: retraining runs without TLS.
+    insecure: bool = False
 
 
 class Settings(BaseSettings):

@@ -70,6 +70,7 @@ from twinmesh.core.events import (
     Observation,
     ObservationConflict,
 )
+from twinmesh.core.retraining import RetrainTrigger
 from twinmesh.core.triggers import WarningTrigger
 from twinmesh.core.twin import Twin
 from twinmesh.grpc import convert
@@ -277,6 +278,8 @@ class StateHub:
         self.engine = engine
         self.trigger = WarningTrigger(engine)
         self.trigger.prepare()
+        #: Falling skill on new observations starts a federated retraining (issue 18).
+        self.retrain = RetrainTrigger(engine)
         self._lock = threading.Lock()
         self._poller: _Poller | None = None
         self._streams = 0
@@ -309,6 +312,7 @@ class StateHub:
                 self._poller = None
             self._streams = 0
         self.trigger.close()
+        self.retrain.close()
 
 
 _HUBS: weakref.WeakKeyDictionary[Engine, StateHub] = weakref.WeakKeyDictionary()
@@ -436,6 +440,7 @@ class _Ingest:
 
     engine: Engine
     trigger: WarningTrigger
+    retrain: RetrainTrigger | None = None
     received: int = 0
     stored: int = 0
     duplicates: int = 0
@@ -501,6 +506,8 @@ class _Ingest:
             if new:
                 self.last_sequence = max(self.last_sequence, max(e.seq for e in new))
                 self.trigger.offer(twin, new)
+                if self.retrain is not None:
+                    self.retrain.offer(twin, new)
 
     def _twin(self, twin_id: str) -> Twin | str:
         if twin_id not in self.twins:
@@ -609,7 +616,8 @@ async def ingest_observations(
 ) -> twin_pb2.IngestObservationsResponse:
     """Store a stream of observations; the response counts what was stored (committed),
     what was already there, and every record refused, by its index."""
-    state = _Ingest(engine, hub_for(engine).trigger)
+    hub = hub_for(engine)
+    state = _Ingest(engine, hub.trigger, hub.retrain)
     lock = asyncio.Lock()
 
     async def flush() -> None:

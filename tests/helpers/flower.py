@@ -14,16 +14,27 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 from tests.helpers.stac_server import free_port
 from twinmesh.core.engine import Engine
 from twinmesh.core.settings import Settings
 from twinmesh.federation.launcher import FlowerEnv, write_cli_config
 
-__all__ = ["Federation", "running_federation", "twinmesh_argv", "stop_group", "start_group"]
+__all__ = [
+    "Federation",
+    "running_federation",
+    "twinmesh_argv",
+    "stop_group",
+    "start_group",
+    "gauged_regions",
+    "simulated_discharge",
+    "observations_csv",
+]
 
 
 def twinmesh_argv(*args: str) -> list[str]:
@@ -179,8 +190,13 @@ class Federation:
         path = self.root / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def node_ids(self) -> list[int]:
-        """Online SuperNodes, as the SuperLink lists them (`flwr supernode list`)."""
+    def supervisor_log(self, name: str) -> str:
+        """What `join` wrote about its SuperNode (starts, exits, restarts) and its output."""
+        path = self.root / name / "supernode.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def listed_nodes(self) -> list[dict[str, object]]:
+        """The SuperLink's SuperNodes (`flwr supernode list`: node-id, status, online-at, ...)."""
         assert self.flower is not None
         home = self.root / "cli-home"
         write_cli_config(home, self.address, None if self.certs is None else self.certs / "ca.crt")
@@ -196,8 +212,24 @@ class Federation:
             answer = json.loads(proc.stdout)
         except json.JSONDecodeError:
             return []
-        nodes = answer.get("nodes", [])
-        return [int(n["node-id"]) for n in nodes if n.get("status") == "online"]
+        return list(answer.get("nodes", []))
+
+    def node_ids(self) -> list[int]:
+        """Online SuperNodes, as the SuperLink lists them (`flwr supernode list`)."""
+        return [int(str(n["node-id"])) for n in self.listed_nodes() if n.get("status") == "online"]
+
+    def supernode_pid(self, name: str) -> int | None:
+        """The flower-supernode process `join` supervises for ``name`` (None: none now)."""
+        join = self.nodes[name]
+        try:
+            children = Path(f"/proc/{join.pid}/task/{join.pid}/children").read_text().split()
+        except OSError:
+            return None
+        for pid in map(int, children):
+            with contextlib.suppress(OSError):
+                if b"flower-supernode" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return pid
+        return None
 
     def wait_for_nodes(self, n: int, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s
@@ -266,3 +298,30 @@ def export_partners(settings: Settings, out: Path, partners: list[str]) -> dict[
         return export_demo_partners(engine, out, partners)
     finally:
         engine.close()
+
+
+def gauged_regions(engine: Engine, twin_id: str, n: int = 2) -> list[tuple[str, str]]:
+    """(region, outlet gauge) of the twin's first ``n`` gauged regions."""
+    twin = engine.twin(twin_id)
+    return [(r.id, r.outlet_gauge) for r in twin.regions if r.outlet_gauge][:n]
+
+
+def simulated_discharge(
+    engine: Engine, twin_id: str, regions: list[str], start: date, end: date
+) -> np.ndarray:
+    result = engine.run(
+        twin_id,
+        "simulate",
+        {"start": start.isoformat(), "end": end.isoformat(), "regions": regions},
+    )
+    return np.asarray(result.data["discharge_m3s"].transpose("region", "t").values)
+
+
+def observations_csv(path: Path, gauges: list[str], start: date, values: np.ndarray) -> Path:
+    lines = ["variable,location,time,value,units"]
+    for g, series in zip(gauges, values, strict=True):
+        for i, v in enumerate(series):
+            day = start + timedelta(days=i)
+            lines.append(f"discharge_m3s,{g},{day}T12:00:00Z,{v:.6f},m3 s-1")
+    path.write_text("\n".join(lines) + "\n")
+    return path

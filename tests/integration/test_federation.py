@@ -5,8 +5,12 @@ registry and `forecast` runs with it."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +20,14 @@ from tests.helpers.flower import (
     Federation,
     export_partners,
     federation_settings,
+    gauged_regions,
+    observations_csv,
     running_federation,
     twinmesh_argv,
 )
 from twinmesh.core.engine import Engine
+from twinmesh.core.jobs import JobStatus
+from twinmesh.core.retraining import JOB_KIND
 from twinmesh.core.settings import Settings
 from twinmesh.federation.app.twinmesh_fl.model import MLPRunoffModel
 from twinmesh.stac.models import model_item_id
@@ -153,3 +161,105 @@ def test_a_node_refuses_an_app_bundle_it_did_not_allow(
         audit = fed.audit("strict")
         assert audit and all(e["event"] == "refused" for e in audit)
         assert audit[0]["reason"] == "app bundle not allowed"
+
+
+def _trained(fed: Federation, name: str) -> int:
+    """Train replies the node sent (its audit log)."""
+    return len([e for e in fed.audit(name) if e["event"] == "sent" and e["message"] == "train"])
+
+
+def _wait(what: str, ok: Callable[[], bool], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ok():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def test_join_restarts_its_supernode_and_a_triggered_retraining_runs_in_a_worker(
+    federation: Federation, fed_settings: Settings, tmp_path: Path
+) -> None:
+    # -- `join`'s own restart path: its SuperNode exits; join starts it again and the
+    # node rejoins (the SuperLink lists it online again, activated after the kill).
+    name = "delaware-nj"
+    child = federation.supernode_pid(name)
+    assert child is not None, federation.log(name)[-2000:]
+    online_at = {str(n["node-id"]): str(n["online-at"]) for n in federation.listed_nodes()}
+    os.kill(child, signal.SIGKILL)
+    _wait(
+        "join to restart its SuperNode",
+        lambda: federation.supernode_pid(name) not in (None, child),
+    )
+    log = federation.supervisor_log(name)
+    assert "twinmesh: exited with -9" in log and "twinmesh: restarting in 1 s" in log
+    assert log.count("twinmesh: starting") >= 2
+    _wait(
+        "the restarted node to be online again",
+        lambda: any(
+            n.get("status") == "online"
+            and str(n["online-at"]) > online_at.get(str(n["node-id"]), "")
+            for n in federation.listed_nodes()
+        ),
+    )
+    federation.wait_for_nodes(len(PARTNERS))
+    train_before = _trained(federation, name)
+
+    # -- the retraining trigger: observations the model fits badly submit a
+    # federated_training job; a worker runs it on this federation (1 round, every node).
+    assert federation.certs is not None
+    env = {
+        **federation.env(),
+        "TWINMESH_FEDERATION__RETRAIN_TWINS": json.dumps(["delaware"]),
+        "TWINMESH_FEDERATION__RETRAIN_WINDOW_DAYS": "30",
+        "TWINMESH_FEDERATION__RETRAIN_MIN_OBSERVATIONS": "20",
+        "TWINMESH_FEDERATION__RETRAIN_ROUNDS": "1",
+        "TWINMESH_FEDERATION__RETRAIN_MIN_NODES": str(len(PARTNERS)),
+        "TWINMESH_FEDERATION__SUPERLINK": federation.address,
+        "TWINMESH_FEDERATION__CERTS": str(federation.certs),
+        "TWINMESH_FEDERATION__DEADLINE_SECONDS": "300",
+        "TWINMESH_FEDERATION__ROUND_TIMEOUT_SECONDS": "60",
+    }
+    engine = Engine(fed_settings)
+    try:
+        pairs = gauged_regions(engine, "delaware")
+        last = engine.twin("delaware").time_extent[1]
+        start = last - timedelta(days=14)
+        bad = np.stack([0.3 + 0.02 * np.arange(15)[::-1] * (k + 1) for k in range(len(pairs))])
+        csv = observations_csv(tmp_path / "bad.csv", [g for _r, g in pairs], start, bad)
+        ingest = subprocess.run(
+            twinmesh_argv("events", "ingest", "delaware", str(csv)),
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+        assert "retraining: submitted" in ingest.stdout, ingest.stdout
+        (job,) = [j for j in engine.jobs.list(twin="delaware") if j.capability == JOB_KIND]
+        skill = job.inputs["trigger"]["skill_nse"]
+        assert skill < 0.5
+
+        worker = subprocess.run(
+            twinmesh_argv("worker", "--once"),
+            env=env, capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        assert worker.returncode == 0, worker.stdout + worker.stderr
+        job = engine.jobs.get(job.id)
+        assert job.status is JobStatus.SUCCESSFUL, (job.error, worker.stderr[-3000:])
+        model = engine.models.get("delaware")  # current: the retrained version
+        assert job.model_version == str(model.version)
+        assert model.kind == "federated-mlp"
+        assert model.provenance.federated is not None and model.provenance.federated.rounds == 1
+        settings = model.provenance.method_settings
+        assert settings["trigger.skill_nse"] == pytest.approx(skill)
+        assert settings["trigger.threshold_nse"] == 0.5
+        assert settings["trigger.window"] == f"{last - timedelta(days=29)}/{last}"
+        assert "Retraining triggered" in model.provenance.notes
+        # the log says why it ran: the job's events carry its message
+        messages = [
+            str(e.payload.get("message"))
+            for e in engine.log.replay(0, kinds="job", twin="delaware", limit=10_000)
+            if e.payload.get("id") == job.id
+        ]
+        assert any("retraining triggered" in m and "below 0.5" in m for m in messages), messages
+    finally:
+        engine.close()
+    # the restarted node trained in that round
+    assert _trained(federation, name) == train_before + 1
