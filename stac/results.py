@@ -85,8 +85,15 @@ def result_label(capability: str, forcing_mode: str | None) -> str:
     return _LABELS.get(capability, capability)
 
 
-def result_item(twin: Twin, job: Job, result: Result, stored: StoredResult) -> dict[str, Any]:
-    """The STAC item of one job's result (valid against the core item schema)."""
+def result_item(
+    twin: Twin,
+    job: Job,
+    result: Result,
+    stored: StoredResult,
+    extra_assets: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The STAC item of one job's result (valid against the core item schema); beside
+    the stored result, ``extra_assets`` (other files the job kind wrote beside it)."""
     start, end = _time_range(result, job)
     asset: dict[str, Any] = {
         "href": stored.url,
@@ -130,7 +137,7 @@ def result_item(twin: Twin, job: Job, result: Result, stored: StoredResult) -> d
             "twinmesh:generated": True,
         },
         "links": [],
-        "assets": {"result": asset},
+        "assets": {"result": asset, **(extra_assets or {})},
     }
 
 
@@ -313,8 +320,14 @@ def result_publisher(settings: Settings) -> Publisher:
     """The worker's publisher of results to the STAC results collection."""
 
     def publish(engine: Engine, job: Job, result: Result, stored: StoredResult) -> dict[str, Any]:
+        from twinmesh.core.capabilities import job_kinds
+
         twin = engine.twin(job.twin)
-        item = result_item(twin, job, result, stored)
+        kind = job_kinds().get(job.capability)
+        extra = {}
+        if kind is not None and kind.result_assets is not None:
+            extra = kind.result_assets(engine, job, result, stored)
+        item = result_item(twin, job, result, stored, extra)
         collection_link = {"rel": "collection", "href": "../collection.json"}
         validate_object({**item, "links": [collection_link]})
         store = engine.store

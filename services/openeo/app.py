@@ -754,10 +754,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> ASGIApp:
         return _json(await off_loop(build))
 
     def _asset_file(doc: dict[str, Any], core: Any, name: str) -> Path:
-        """The asset encoded from the stored Zarr once, kept beside the service's data."""
+        """The asset the worker wrote beside the stored result; for a job finished
+        before it did, encoded from the stored Zarr once, kept beside the service's data."""
         fmt = _asset_names(doc, core).get(name)
         if fmt is None:
             raise OpenEOError(404, "AssetNotFound", f"job {doc['id']} has no asset {name!r}")
+        stored = batch.stored_asset(engine, str(core.result["url"]), name, assets_dir / core.id)
+        if stored is not None:
+            return stored
         target = assets_dir / core.id / name
         if target.is_file():
             return target

@@ -7,15 +7,20 @@ once started the core job running it) is a small JSON file in the datacube store
 nothing. Starting it submits a core job of the kind :data:`OPENEO_GRAPH` (registered
 under the ``twinmesh.job_kinds`` entry point), which ``twinmesh worker`` runs like any
 capability: the result is written once to the store as Zarr and published as a STAC
-item in the twin's results collection.
+item in the twin's results collection. Beside the Zarr, the worker writes the result in
+the format ``save_result`` asked for (:func:`write_requested_format`), a second asset of
+that item and the file ``/jobs/{id}/results`` serves (:func:`stored_asset`); only jobs
+finished before the worker wrote it have theirs encoded on first request.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import xarray as xr
@@ -27,9 +32,19 @@ from twinmesh.core.errors import TwinmeshError, UnknownJob
 from twinmesh.core.jobs import Job
 from twinmesh.core.results import OutputKind, Result
 from twinmesh.core.twin import Twin
+from twinmesh.core.worker import StoredResult
 from twinmesh.openeo.errors import OpenEOError
 
-__all__ = ["OPENEO_GRAPH", "JOB_KIND", "JobDocuments", "graph_twin", "job_status"]
+__all__ = [
+    "OPENEO_GRAPH",
+    "JOB_KIND",
+    "JobDocuments",
+    "graph_twin",
+    "job_status",
+    "asset_name",
+    "write_requested_format",
+    "stored_asset",
+]
 
 JOB_KIND = "openeo_graph"
 
@@ -80,6 +95,70 @@ def _compute(engine: Engine, twin: Twin, inputs: GraphInputs, progress: Progress
     return Result(OutputKind.RECORD, JOB_KIND, twin.id, {"result": jsonable(data)}, inputs={})
 
 
+def asset_name(fmt: str) -> str:
+    """The file name of a result in an openEO format (``result.nc``, ``result.tif``, …)."""
+    from twinmesh.openeo.graphs import OUTPUT_FORMATS
+
+    return f"result{OUTPUT_FORMATS[fmt][1]}"
+
+
+def write_requested_format(
+    engine: Engine, job: Job, result: Result, stored: StoredResult
+) -> dict[str, dict[str, Any]]:
+    """Write a graph's result in the format its ``save_result`` asked for beside the
+    stored Zarr (the result is in memory: run_graph computed it); returns it as a STAC
+    asset. A record (stored as JSON, its only format) gets nothing more. A format that
+    cannot hold the result (GTiff of a cube with time steps) fails the job."""
+    from twinmesh.openeo.encode import encode_to_file, media_type
+    from twinmesh.openeo.graphs import Saved, canonical_format
+
+    if result.kind is not OutputKind.COVERAGE:
+        return {}
+    fmt = canonical_format(str(job.inputs.get("format") or "netCDF"))
+    try:
+        path = encode_to_file(Saved(result.cf_dataset(), fmt))
+    except OpenEOError as exc:
+        raise GraphFailed(exc.code, exc.message) from None
+    name = asset_name(fmt)
+    target = f"{stored.url.rsplit('/', 1)[0]}/{name}"
+    fs = engine.store.fs
+    tmp = f"{target}.tmp-{secrets.token_hex(4)}"
+    try:
+        fs.put_file(path, tmp)
+        fs.mv(tmp, target)
+    finally:
+        os.unlink(path)
+    return {
+        name: {
+            "href": target,
+            "type": media_type(fmt),
+            "title": f"openEO result ({fmt})",
+            "roles": ["data"],
+        }
+    }
+
+
+def stored_asset(engine: Engine, stored_url: str, name: str, cache: Path) -> Path | None:
+    """The file ``name`` the worker wrote beside a job's stored result (its
+    ``stored_url``) as a local file: in place on a local store, else copied once into
+    ``cache``. None when the worker wrote none (a job finished before it did)."""
+    target = f"{stored_url.rsplit('/', 1)[0]}/{name}"
+    if "://" not in target:  # the store is on this file system
+        path = Path(target)
+        return path if path.is_file() else None
+    local = cache / name
+    if local.is_file():
+        return local
+    fs = engine.store.fs
+    if not fs.exists(target):
+        return None
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f".{name}.tmp-{secrets.token_hex(4)}"
+    fs.get_file(target, str(tmp))
+    os.replace(tmp, local)
+    return local
+
+
 def _estimate(_engine: Engine, _twin: Twin, _inputs: GraphInputs) -> int:
     # The graph's loads are checked against openeo.max_load_bytes from metadata before
     # any read when it runs (load_collection / load_stac); nothing to read here.
@@ -95,6 +174,7 @@ OPENEO_GRAPH = Capability(
     compute=_compute,  # type: ignore[arg-type]
     estimate_bytes=_estimate,  # type: ignore[arg-type]
     keywords=("openEO",),
+    result_assets=write_requested_format,
 )
 
 

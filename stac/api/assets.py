@@ -107,6 +107,8 @@ def _media_type(path: Path) -> str:
         return "application/json"
     if path.suffix == ".nc":
         return "application/x-netcdf"
+    if path.suffix in (".tif", ".tiff"):
+        return "image/tiff; application=geotiff"
     return "application/octet-stream"
 
 

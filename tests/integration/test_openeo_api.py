@@ -31,7 +31,7 @@ from tests.helpers.openeo_server import (
     running_openeo_server,
 )
 from tests.helpers.processes import stop_process
-from tests.helpers.stac_server import free_port
+from tests.helpers.stac_server import free_port, running_stac_server
 from twinmesh.core.settings import Settings, StacSettings
 
 COLLECTION = f"{SMALL}-grid"
@@ -325,6 +325,92 @@ def test_batch_job_results_are_zarr_and_load_stac_reads_them(
     assert any(j["id"] == job.job_id for j in connection.list_jobs())
     job.delete()
     assert all(j["id"] != job.job_id for j in connection.list_jobs())
+
+
+def test_batch_results_carry_the_requested_format_beside_the_zarr(
+    connection: openeo.Connection,
+    cube_and_settings: tuple[xr.Dataset, Settings],
+    workers: Workers,
+    tmp_path: Path,
+) -> None:
+    """The worker writes the save_result format beside the Zarr: a second asset of the
+    result's STAC item (served by the STAC API's /data routes) and the file
+    ``/jobs/{id}/results`` serves, as written, not encoded on request."""
+    cube, settings = cube_and_settings
+    expected = _expected_mean(cube, ["red", "nir"])
+    media = {"netCDF": "application/x-netcdf", "GTiff": "image/tiff; application=geotiff"}
+    names = {"netCDF": "result.nc", "GTiff": "result.tif"}
+    jobs = {
+        fmt: _mean_cube(connection, ["red", "nir"]).create_job(out_format=fmt, title=fmt)
+        for fmt in media
+    }
+    for job in jobs.values():
+        job.start()
+    workers.start(settings)
+    _wait(
+        lambda: all(job.status() == "finished" for job in jobs.values()),
+        180,
+        "the worker to finish both jobs",
+    )
+    core_ids, downloaded = {}, {}
+    for fmt, job in jobs.items():
+        results = job.get_results()
+        assert {a.key for a in results.get_assets()} == {"result.zarr.zip", names[fmt]}
+        assert results.get_asset(names[fmt]).metadata["type"] == media[fmt]
+        folder = tmp_path / fmt
+        files = {p.name for p in results.download_files(folder, include_stac_metadata=False)}
+        assert files == {"result.zarr.zip", names[fmt]}
+        downloaded[fmt] = folder / names[fmt]
+        core_ids[fmt] = results.get_metadata()["properties"]["twinmesh:core_job"]
+        # Served as the worker wrote it: nothing encoded on request for this asset.
+        assert not (settings.data_dir / "openeo-assets" / core_ids[fmt] / names[fmt]).exists()
+        with zarr.storage.ZipStore(folder / "result.zarr.zip", mode="r") as store:
+            zipped = xr.open_zarr(store, consolidated=False, zarr_format=3).load()
+        np.testing.assert_allclose(zipped["nir"].values, expected["nir"].values, rtol=1e-6)
+    nc = xr.open_dataset(downloaded["netCDF"], engine="h5netcdf").load()
+    for band in ("red", "nir"):
+        np.testing.assert_allclose(nc[band].values, expected[band].values, rtol=1e-6)
+    np.testing.assert_allclose(nc["y"].values, expected["y"].values)
+    tif = rioxarray.open_rasterio(downloaded["GTiff"]).load()
+    np.testing.assert_allclose(tif.sel(band=1).values, expected["red"].values, rtol=1e-6)
+    np.testing.assert_allclose(tif.sel(band=2).values, expected["nir"].values, rtol=1e-6)
+
+    with running_stac_server(settings.data_dir, "embedded") as stac:
+        for fmt, core_id in core_ids.items():
+            item = httpx.get(f"{stac.url}/collections/{SMALL}-results/items/{core_id}").json()
+            assert set(item["assets"]) == {"result", names[fmt]}
+            assert item["assets"]["result"]["type"].startswith("application/vnd+zarr")
+            asset = item["assets"][names[fmt]]
+            assert asset["type"] == media[fmt]
+            assert asset["roles"] == ["data"]
+            assert asset["href"].startswith(f"{stac.url}/data/{SMALL}/results/{core_id}/")
+            served = httpx.get(asset["href"])
+            assert served.status_code == 200
+            assert served.content == downloaded[fmt].read_bytes()
+
+    # A job finished before the worker wrote its format: encoded on first request.
+    store_root = Path(settings.resolved_store_url)
+    (written,) = store_root.glob(f"{SMALL}/results/{core_ids['GTiff']}/*/result.tif")
+    written.unlink()
+    again = jobs["GTiff"].get_results().get_asset("result.tif").download(tmp_path / "again.tif")
+    tif = rioxarray.open_rasterio(again).load()
+    np.testing.assert_allclose(tif.sel(band=2).values, expected["nir"].values, rtol=1e-6)
+    assert (settings.data_dir / "openeo-assets" / core_ids["GTiff"] / "result.tif").is_file()
+
+
+def test_a_batch_job_whose_format_cannot_hold_its_result_fails_with_format_unsuitable(
+    connection: openeo.Connection, workers: Workers, cube_and_settings: tuple[xr.Dataset, Settings]
+) -> None:
+    _, settings = cube_and_settings
+    cube = connection.load_collection(COLLECTION, bands=["red"]).filter_bbox(**BBOX)
+    job = cube.filter_temporal(TIME).create_job(out_format="GTiff")  # time steps left
+    job.start()
+    workers.start(settings)
+    _wait(lambda: job.status() == "error", 180, "the job to fail")
+    with pytest.raises(OpenEoApiError) as raised:
+        job.get_results().get_metadata()
+    assert raised.value.code == "FormatUnsuitable"
+    assert "reduce_dimension" in raised.value.message
 
 
 def test_a_failing_graph_fails_its_job_with_the_openeo_error(

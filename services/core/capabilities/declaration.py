@@ -206,6 +206,10 @@ class Capability:
     #: What the engine does with every result it computes (e.g. record issued warnings
     #: in the event log): ``record(engine, result, job_id)``.
     record: Callable[[Engine, Result, str | None], None] | None = None
+    #: Files a job of this kind writes beside its stored result (e.g. the encoding a
+    #: client asked for), as STAC assets by key: ``result_assets(engine, job, result,
+    #: stored)``; the result publisher lists them in the result's item.
+    result_assets: Callable[[Engine, Any, Result, Any], dict[str, dict[str, Any]]] | None = None
     #: A report worth keeping (e.g. a verification): the CLI stores and publishes it
     #: as a job result even when it runs it in place.
     report: bool = False
