@@ -1350,9 +1350,9 @@ class StacApiContract:
         landing page meanwhile is not held up for the parse. The poller's p99 is printed
         (issue target 100 ms, not met: see the assertion; 1152 ms before the fix) and
         compared with its p99 during searches with a small polygon in the same run, so
-        that load from other tests cannot fail it. The answer is the polygon's, not its stand-in box's, page after
-        page. (stac-fastapi-pgstac alone validates such a body with pydantic on the event
-        loop, ~1 s here.)"""
+        that load from other tests cannot fail it. The answer is the polygon's, not its
+        stand-in box's, page after page. (stac-fastapi-pgstac alone validates such a body
+        with pydantic on the event loop, ~1 s here.)"""
         import math
         import threading
         import time
