@@ -25,7 +25,6 @@ import uvicorn
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from shapely.geometry import box, mapping
 from stac_fastapi.api.app import StacApi
 from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
 from stac_fastapi.types.errors import InvalidQueryParameter, StacApiError
@@ -37,6 +36,7 @@ from twinmesh.core.errors import TwinmeshError
 from twinmesh.core.settings import Settings, load_settings
 from twinmesh.gateways.http import HttpRules, document_statuses, guard, uvicorn_options
 from twinmesh.stac.api.assets import data_routes, local_root
+from twinmesh.stac.api.big_intersects import GeometryError, IntersectsParser
 from twinmesh.stac.api.embedded import (
     BIG_INTERSECTS_KEY,
     CatalogLoad,
@@ -335,20 +335,26 @@ _BIG_BODY_BYTES = 256 * 1024
 
 
 class _BigIntersectsMiddleware:
-    """Parse a big POST /search ``intersects`` off the event loop.
+    """Parse a big POST /search ``intersects`` in a child process.
 
     stac-fastapi validates the POST body with pydantic on the event loop, ~1 s for a
-    100 000-vertex polygon, and pydantic holds the GIL throughout, so even a thread
-    does not help. Here the JSON and the geometry (shapely, which releases the GIL) are
-    parsed in a worker thread; the app then sees the geometry's bounding box in its
-    place (cheap to validate) and each backend's client takes the real geometry from
-    the request scope (the embedded index searches it, pgstac gets its GeoJSON).
+    100 000-vertex polygon with the GIL held throughout; in a thread, the JSON and
+    geometry parse still hold the GIL ~200 ms in all. The child process
+    (:class:`~twinmesh.stac.api.big_intersects.IntersectsParser`) parses the body and
+    the geometry; the app then sees the geometry's bounding box in its place (cheap to
+    validate) and each backend's client takes the real geometry from the request scope
+    (the embedded index searches it, pgstac gets its GeoJSON as sent). The child stops
+    with the app (lifespan shutdown) or when the server process ends.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.parser = IntersectsParser()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._closing_send(send))
+            return
         if (
             scope["type"] != "http"
             or scope["method"] != "POST"
@@ -359,8 +365,8 @@ class _BigIntersectsMiddleware:
         messages, body = await _read_body(receive)
         if len(body) > _BIG_BODY_BYTES:
             try:
-                replaced = await asyncio.to_thread(_stand_in_intersects, body)
-            except InvalidQueryParameter as exc:
+                replaced = await self.parser.parse(body)
+            except GeometryError as exc:
                 await _error(400, "InvalidQueryParameter", str(exc))(scope, receive, send)
                 return
             if replaced is not None:
@@ -371,18 +377,13 @@ class _BigIntersectsMiddleware:
                 messages = [{"type": "http.request", "body": body, "more_body": False}]
         await self.app(scope, _replay(messages, receive), send)
 
+    def _closing_send(self, send: Send) -> Send:
+        async def closing_send(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await asyncio.to_thread(self.parser.close)
+            await send(message)
 
-def _stand_in_intersects(body: bytes) -> tuple[bytes, tuple[Any, Any]] | None:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None  # the app answers malformed JSON itself
-    if not isinstance(data, dict) or not isinstance(data.get("intersects"), dict):
-        return None
-    geometry = parse_intersects(data["intersects"])
-    raw = data["intersects"]
-    data["intersects"] = mapping(box(*geometry.bounds))
-    return orjson.dumps(data), (geometry, raw)
+        return closing_send
 
 
 class _SearchRequestMiddleware:
@@ -621,8 +622,9 @@ def _harden(api: StacApi, settings: Settings) -> ASGIApp:
     if settings.stac.public_url:
         app.add_middleware(_PublicUrlMiddleware, public_url=settings.stac.public_url)
     app.state.twinmesh_settings = settings
-    app.add_middleware(_BigIntersectsMiddleware)
+    # Outermost first: the fields rules then apply to a big body's stand-in too.
     app.add_middleware(_SearchRequestMiddleware)
+    app.add_middleware(_BigIntersectsMiddleware)
     rules = HttpRules(
         max_body_bytes=settings.stac.max_body_bytes,
         error_body=_stac_error_body,

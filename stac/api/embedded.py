@@ -86,6 +86,7 @@ from starlette.requests import Request
 
 from twinmesh.core.errors import DataNotReady
 from twinmesh.stac.api.assets import publish_assets
+from twinmesh.stac.api.big_intersects import GeometryError, parse_geometry
 
 __all__ = [
     "INFERRED_LINK_RELS",
@@ -547,38 +548,17 @@ def parse_datetime_interval(value: str) -> tuple[int | None, int | None]:
     return start, end
 
 
-#: Where the request scope carries a big intersects parsed off the event loop:
-#: (shapely geometry, GeoJSON dict).
+#: Where the request scope carries a big intersects parsed in a child process
+#: (a :class:`twinmesh.stac.api.big_intersects.BigIntersects`).
 BIG_INTERSECTS_KEY = "twinmesh.big_intersects"
 
 
 def parse_intersects(value: Any) -> BaseGeometry:
-    """A GeoJSON geometry (dict or JSON text) as a valid shapely geometry."""
-    if isinstance(value, BaseGeometry):  # parsed already (a big one, off the event loop)
-        return value
-    if isinstance(value, str | bytes):
-        try:
-            value = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            raise InvalidQueryParameter("intersects is not valid JSON") from None
-    if hasattr(value, "model_dump"):
-        value = value.model_dump(exclude_none=True)
-    if isinstance(value, dict) and value.get("type") == "Feature":
-        value = value.get("geometry")
-    if not isinstance(value, dict) or "type" not in value:
-        raise InvalidQueryParameter("intersects must be a GeoJSON geometry object")
+    """A GeoJSON geometry (dict, Feature or JSON text) as a valid shapely geometry."""
     try:
-        geom = shape(value)
-    except Exception as exc:  # shapely raises several types for bad GeoJSON
-        raise InvalidQueryParameter(f"intersects is not a valid GeoJSON geometry: {exc}") from None
-    if geom.is_empty:
-        raise InvalidQueryParameter("intersects is an empty geometry")
-    minx, miny, maxx, maxy = geom.bounds
-    if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-        raise InvalidQueryParameter("intersects lies outside (-180, -90, 180, 90)")
-    if not geom.is_valid:
-        geom = shapely.make_valid(geom)
-    return geom
+        return parse_geometry(value)
+    except GeometryError as exc:
+        raise InvalidQueryParameter(str(exc)) from None
 
 
 _SORT_COLUMNS = {
@@ -1837,12 +1817,12 @@ class EmbeddedCoreClient(BaseCoreClient):
     def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> dict:  # type: ignore[override]
         # A big intersects was parsed off the event loop and stands in the request as
         # its bounding box (twinmesh.stac.api.app): the real geometry is here.
-        parsed = request.scope.get(BIG_INTERSECTS_KEY)
+        big = request.scope.get(BIG_INTERSECTS_KEY)
         query = make_search_query(
             collections=search_request.collections,
             ids=search_request.ids,
             bbox=search_request.bbox,
-            intersects=parsed[0] if parsed else search_request.intersects,
+            intersects=big.geometry if big else search_request.intersects,
             datetime=search_request.datetime,
             limit=search_request.limit,
             sortby=getattr(search_request, "sortby", None),
@@ -1852,9 +1832,7 @@ class EmbeddedCoreClient(BaseCoreClient):
             filter_crs=getattr(search_request, "filter_crs", None),
         )
         body = search_request.model_dump(mode="json", exclude_none=True, by_alias=True)
-        body.pop("token", None)
-        if parsed:
-            body["intersects"] = parsed[1]
+        body.pop("token", None)  # (with a big intersects, the next link holds only the token)
         return self._item_collection(
             request,
             query,

@@ -102,20 +102,22 @@ def _bbox_as_intersects(bbox: Any) -> Geometry | None:
     return parse_geometry_obj(mapping(bbox_geometry((west, south, east, north))))
 
 
-def _send_raw_intersects(search_request: Any, raw: dict[str, Any]) -> None:
-    """Make pgstac get the request's real ``intersects`` (a big polygon parsed off the
-    event loop, see ``twinmesh.stac.api.app``) where the model holds its bounding box.
+def _send_raw_intersects(search_request: Any, geojson: bytes) -> None:
+    """Make pgstac get the request's real ``intersects`` (a big polygon parsed in a child
+    process, see ``twinmesh.stac.api.big_intersects``) where the model holds its
+    bounding box.
 
-    stac-fastapi-pgstac sends the model to pgstac as ``model_dump_json()``; the raw
-    GeoJSON goes into that JSON rather than into the model, since validating a 100 000
-    vertex geometry with pydantic takes a second and holds the GIL (it would stall
-    every other client, which is what the stand-in avoids).
+    stac-fastapi-pgstac sends the model to pgstac as ``model_dump_json()``; the GeoJSON
+    goes into that JSON as the bytes the client sent (``orjson.Fragment``, unparsed)
+    rather than into the model: validating a 100 000 vertex geometry with pydantic
+    takes a second and holds the GIL (it would stall every other client, which is what
+    the stand-in avoids).
     """
     dump = search_request.model_dump_json
 
     def model_dump_json(**kwargs: Any) -> str:
         data = orjson.loads(dump(**kwargs))
-        data["intersects"] = raw
+        data["intersects"] = orjson.Fragment(geojson)
         return orjson.dumps(data).decode()
 
     object.__setattr__(search_request, "model_dump_json", model_dump_json)
@@ -169,7 +171,7 @@ class TwinmeshPgstacClient(CoreCrudClient):
             )
         big = request.scope.get(BIG_INTERSECTS_KEY)
         if big is not None:
-            _send_raw_intersects(search_request, big[1])
+            _send_raw_intersects(search_request, big.geojson)
         try:
             item_collection = await super()._search_base(search_request, request=request)
         except Exception as exc:
