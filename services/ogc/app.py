@@ -35,7 +35,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from twinmesh.core.settings import Settings
-from twinmesh.gateways.http import HttpRules
+from twinmesh.gateways.http import HttpRules, uvicorn_options
 from twinmesh.gateways.http import guard as http_guard
 from twinmesh.ogc.config import ogc_config
 from twinmesh.ogc.openapi import self_contained
@@ -351,12 +351,7 @@ def serve_ogc(settings: Settings) -> None:
     import uvicorn
 
     uvicorn.run(
-        create_app(settings),
-        host=settings.ogc.host,
-        port=settings.ogc.port,
-        log_level="warning",
-        timeout_keep_alive=5,
-        h11_max_incomplete_event_size=64 * 1024,
+        create_app(settings), host=settings.ogc.host, port=settings.ogc.port, **uvicorn_options()
     )
 
 
