@@ -269,7 +269,7 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._reading_headers = True
         self._header_bytes = 0  # of the header block being read (request line included)
-        self._headers_completed = False  # during one data_received
+        self._boundary_in_feed = False  # a header block or a message ended in this read
         self._header_timer: asyncio.TimerHandle | None = None
         self._arm_header_timer()
 
@@ -278,12 +278,13 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        self._headers_completed = False
+        self._boundary_in_feed = False
         super().data_received(data)
-        if self._headers_completed or not self._reading_headers or self.transport.is_closing():
+        if self._boundary_in_feed or not self._reading_headers or self.transport.is_closing():
             return
-        # Still in a header block: httptools holds a header's bytes until it is whole,
-        # so the raw bytes count too, not just the headers parsed so far.
+        # A read wholly inside a header block: httptools holds a header's bytes until it
+        # is whole, so the raw bytes count too, not just the headers parsed so far. (A
+        # read that ended a body or a header block is not counted: it is not all header.)
         self._header_bytes += len(data)
         if self._header_bytes > MAX_HEADER_BYTES:
             self._refuse_large_headers()
@@ -302,7 +303,7 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_headers = False
-        self._headers_completed = True
+        self._boundary_in_feed = True
         self._header_bytes = 0
         self._cancel_header_timer()
         super().on_headers_complete()
@@ -310,6 +311,7 @@ class HttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._reading_headers = True  # what comes next is the next request's headers
+        self._boundary_in_feed = True
 
     def send_400_response(self, msg: str) -> None:
         if not self.transport.is_closing():  # not after a 431 or 408 of our own

@@ -42,7 +42,13 @@ SERVER = textwrap.dedent(
             return
         if scope["path"] == "/slow":
             await asyncio.sleep(3 * http.HEADER_TIMEOUT_S)
-        body = scope["path"].encode()
+        received = 0
+        while True:
+            message = await receive()
+            received += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = scope["path"].encode() if not received else b"%d bytes" % received
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
@@ -124,6 +130,22 @@ def test_a_header_block_sent_in_pieces_counts_every_piece(port: int) -> None:
             time.sleep(0.01)
         answer = _read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+
+
+def test_a_big_body_in_pieces_is_not_taken_for_headers(port: int) -> None:
+    """Only header bytes count against the header limit, also when a body's last
+    piece (above the limit itself) arrives in a read of its own."""
+    pieces = [b"a" * 100_000, b"b" * 200_000]
+    with _connect(port) as sock:
+        stream = sock.makefile("rb")
+        for _ in range(2):  # twice on one connection: the second request counts anew
+            sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\ncontent-length: 300000\r\n\r\n")
+            for piece in pieces:
+                time.sleep(0.05)
+                sock.sendall(piece)
+            answer = _read_response(stream)
+            assert answer.startswith(b"HTTP/1.1 200 OK"), answer[:200]
+            assert answer.endswith(b"300000 bytes")
 
 
 def test_a_half_sent_request_is_a_408_once_its_time_is_up(port: int) -> None:
