@@ -35,7 +35,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from twinmesh.core.settings import Settings
-from twinmesh.gateways.http import HttpRules, uvicorn_options
+from twinmesh.gateways.http import HttpRules, limit_malloc_arenas, uvicorn_options
 from twinmesh.gateways.http import guard as http_guard
 from twinmesh.ogc.config import ogc_config
 from twinmesh.ogc.openapi import self_contained
@@ -350,6 +350,7 @@ def serve_ogc(settings: Settings) -> None:
     """Run the OGC API with uvicorn until interrupted."""
     import uvicorn
 
+    limit_malloc_arenas()
     uvicorn.run(
         create_app(settings), host=settings.ogc.host, port=settings.ogc.port, **uvicorn_options()
     )

@@ -41,6 +41,7 @@ from twinmesh.gateways.http import (
     HttpRules,
     document_statuses,
     guard,
+    limit_malloc_arenas,
     read_json,
     undeclared_query_parameters,
     uvicorn_options,
@@ -937,6 +938,7 @@ def serve_openeo(settings: Settings) -> None:
     """Run the openEO API with uvicorn until interrupted."""
     import uvicorn
 
+    limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(
         create_app(settings),

@@ -34,7 +34,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twinmesh.core.errors import TwinmeshError
 from twinmesh.core.settings import Settings, load_settings
-from twinmesh.gateways.http import HttpRules, document_statuses, guard, uvicorn_options
+from twinmesh.gateways.http import (
+    HttpRules,
+    document_statuses,
+    guard,
+    limit_malloc_arenas,
+    uvicorn_options,
+)
 from twinmesh.stac.api.assets import data_routes, local_root
 from twinmesh.stac.api.big_intersects import GeometryError, IntersectsParser
 from twinmesh.stac.api.embedded import (
@@ -685,6 +691,7 @@ _SETTINGS_ENV = "TWINMESH_STAC_SERVE_SETTINGS"
 
 def create_app_from_environment() -> ASGIApp:
     """The app of one worker process of :func:`serve` (uvicorn's factory)."""
+    limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return create_app(Settings.model_validate_json(os.environ[_SETTINGS_ENV]))
 
@@ -693,6 +700,7 @@ def serve(settings: Settings) -> None:
     """Run the STAC API with uvicorn on ``settings.stac.host:port`` until stopped, in
     ``settings.stac.workers`` processes (the catalogue is loaded once, before they start;
     each then finds it unchanged)."""
+    limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     options = {**uvicorn_options(), "log_level": "info"}
     workers, host, port = settings.stac.workers, settings.stac.host, settings.stac.port
