@@ -13,7 +13,16 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["stop_process", "serving_process"]
+__all__ = ["process_running", "stop_process", "serving_process"]
+
+
+def process_running(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie nobody has reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 15) -> None:

@@ -19,6 +19,7 @@ import pytest
 import shapely
 from shapely.geometry import box, shape
 
+from tests.helpers.processes import process_running
 from twinmesh.stac.api.big_intersects import (
     GeometryError,
     IntersectsParser,
@@ -37,16 +38,6 @@ def parser() -> IntersectsParser:
     parser = IntersectsParser()
     yield parser
     parser.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by its parent) is not running.
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split(")")[-1].split()[0] != "Z"
 
 
 def test_the_child_answers_what_an_in_process_parse_answers(parser: IntersectsParser) -> None:
@@ -126,11 +117,11 @@ def test_the_child_ends_when_the_server_is_killed() -> None:
     try:
         assert server.stdout is not None
         child = int(server.stdout.readline())
-        assert _alive(child)
+        assert process_running(child)
     finally:
         os.kill(server.pid, signal.SIGKILL)
         server.wait()
     deadline = time.monotonic() + 10
-    while _alive(child) and time.monotonic() < deadline:
+    while process_running(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(child)
+    assert not process_running(child)

@@ -11,10 +11,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.helpers.processes import process_running
 from twinmesh.supervisor import Service, Supervisor, _die_with_parent, _port_free
 
 pytestmark = pytest.mark.skipif(
@@ -55,15 +55,6 @@ def _answers(port: int) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    """Running, as opposed to gone or a zombie nobody has reaped yet."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
 def _http_service(port: int) -> Service:
     return Service(
         name="web",
@@ -90,20 +81,20 @@ def test_children_die_when_the_supervisor_is_killed() -> None:
                 child_pid = int(line.split()[1])
                 break
         assert child_pid, "the supervisor did not start its child"
-        assert _answers(port) and _alive(child_pid)
+        assert _answers(port) and process_running(child_pid)
         supervisor.send_signal(signal.SIGKILL)
         supervisor.wait(timeout=10)
         deadline = time.monotonic() + 2.0
-        while (_answers(port) or _alive(child_pid)) and time.monotonic() < deadline:
+        while (_answers(port) or process_running(child_pid)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not _answers(port), f"an orphan still serves on port {port}"
-        assert not _alive(child_pid), f"the child {child_pid} outlived its supervisor"
+        assert not process_running(child_pid), f"the child {child_pid} outlived its supervisor"
         assert _port_free("127.0.0.1", port)  # the next `twinmesh up` can take it
     finally:
         if supervisor.poll() is None:
             supervisor.kill()
             supervisor.wait()
-        if child_pid and _alive(child_pid):
+        if child_pid and process_running(child_pid):
             os.kill(child_pid, signal.SIGKILL)
 
 
